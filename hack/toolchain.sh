@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds, once, the binaries the end-to-end test needs and prints their
+# directory on stdout (everything else goes to stderr):
+#
+#   export MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)
+#
+# Everything comes from the Go module proxy, pinned by the nested modules in
+# hack/toolchain/<name>/ (each has its own go.mod, so the top-level
+# `go test ./...` never compiles them):
+#   pulumi                      the Pulumi CLI
+#   pulumi-resource-kubernetes  the Pulumi Kubernetes provider plugin
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+#                               a local control plane with fake nodes
+#
+# The binaries are cached in ${MLOPS_CACHE:-$HOME/.cache/mlops}/toolchain/<key>/bin
+# where <key> hashes the pinned versions, the Go version and the nested modules'
+# files: changing a pin builds into a new directory. Each binary is built
+# under a temporary name and renamed into place, so an interrupted run never
+# leaves a half-written binary that a later run would trust. Compilation goes
+# through the normal Go build and module caches, so rebuilds are incremental.
+#
+# MLOPS_TOOLCHAIN_JOBS (default 2) bounds how many builds run at once.
+set -euo pipefail
+
+PULUMI_VERSION=v3.274.1
+KUBERNETES_PROVIDER_VERSION=4.32.0
+KUBERNETES_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
+KUBERNETES_VERSION=v1.36.3
+
+repo_hack_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+modules_dir="$repo_hack_dir/toolchain"
+jobs=${MLOPS_TOOLCHAIN_JOBS:-2}
+
+log() { printf '[toolchain %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# The key covers everything that changes the output: pins, Go toolchain and
+# platform, and the nested modules' sources (not the ignored schema copies,
+# which are derived from the pinned provider module).
+cache_key() {
+	{
+		printf '%s\n' "$PULUMI_VERSION" "$KUBERNETES_PROVIDER_VERSION" "$KUBERNETES_VERSION"
+		go env GOVERSION GOOS GOARCH
+		(cd "$modules_dir" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum)
+	} | sha256sum | cut -c1-16
+}
+
+cache_root=${MLOPS_CACHE:-$HOME/.cache/mlops}
+bin_dir="$cache_root/toolchain/$(cache_key)/bin"
+mkdir -p "$bin_dir"
+
+# build_binaries MODULE_DIR LDFLAGS NAME=PACKAGE... builds the packages in
+# module MODULE_DIR in one `go build` (so shared packages compile once) into a
+# temporary directory next to bin_dir, then renames each into bin_dir.
+build_binaries() {
+	local module_dir=$1 ldflags=$2
+	shift 2
+	local missing=() packages=() spec name
+	for spec in "$@"; do
+		name=${spec%%=*}
+		[[ -x "$bin_dir/$name" ]] && continue
+		missing+=("$name")
+		packages+=("${spec#*=}")
+	done
+	((${#missing[@]})) || return 0
+
+	local tmp_dir started
+	tmp_dir=$(mktemp -d "$bin_dir/.build.XXXXXX") || return 1
+	started=$SECONDS
+	log "building ${missing[*]} (module hack/toolchain/${module_dir##*/})"
+	# One package: name the output explicitly. Several: `-o DIR/` names each
+	# binary after the last element of its import path.
+	local output="$tmp_dir/"
+	if ((${#packages[@]} == 1)); then output="$tmp_dir/${missing[0]}"; fi
+	if ! (cd "$module_dir" && go build -buildvcs=false -ldflags "$ldflags" -o "$output" "${packages[@]}"); then
+		rm -rf "$tmp_dir"
+		log "FAILED: ${missing[*]}"
+		return 1
+	fi
+	for name in "${missing[@]}"; do
+		mv -f "$tmp_dir/$name" "$bin_dir/$name" || return 1
+	done
+	rm -rf "$tmp_dir"
+	log "built ${missing[*]} in $((SECONDS - started))s"
+}
+
+build_pulumi() {
+	build_binaries "$modules_dir/pulumi" \
+		"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
+		pulumi=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+}
+
+build_kubernetes_provider() {
+	[[ -x "$bin_dir/pulumi-resource-kubernetes" ]] && return 0
+	local module_dir="$modules_dir/kubernetes-provider" source_dir file
+	# The provider's schema and mapping ship in the module but not in the
+	# package upstream's main embeds; copy them in from the module cache.
+	# (Functions here run inside && lists, where set -e does not apply, hence
+	# the explicit returns.)
+	source_dir=$(cd "$module_dir" && go mod download "$KUBERNETES_PROVIDER_MODULE" &&
+		go list -m -f '{{.Dir}}' "$KUBERNETES_PROVIDER_MODULE") || return 1
+	for file in schema.json terraform-mapping.json; do
+		cmp -s "$source_dir/cmd/pulumi-resource-kubernetes/$file" "$module_dir/$file" ||
+			install -m 0644 "$source_dir/cmd/pulumi-resource-kubernetes/$file" "$module_dir/$file" ||
+			return 1
+	done
+	build_binaries "$module_dir" \
+		"-X $KUBERNETES_PROVIDER_MODULE/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" \
+		pulumi-resource-kubernetes=.
+}
+
+build_etcd() {
+	build_binaries "$modules_dir/etcd" "" etcd=.
+}
+
+build_kubernetes() {
+	# Without the version stamp the binaries report v0.0.0-master, which
+	# clients (the Pulumi provider among them) parse to pick API behaviour.
+	local minor=${KUBERNETES_VERSION#v1.}
+	minor=${minor%%.*}
+	local ldflags="" package
+	for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldflags+=" -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
+	done
+	build_binaries "$modules_dir/kubernetes" "$ldflags" \
+		kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+		kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+		kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+build_kwok() {
+	build_binaries "$modules_dir/kwok" "" kwok=sigs.k8s.io/kwok/cmd/kwok
+}
+
+# Two lanes of roughly equal cold cost (pulumi+etcd+kwok vs provider+k8s);
+# with one job everything runs in order.
+started=$SECONDS
+if ((jobs >= 2)); then
+	(build_pulumi && build_etcd && build_kwok) &
+	lane_a=$!
+	(build_kubernetes_provider && build_kubernetes) &
+	lane_b=$!
+	status=0
+	wait "$lane_a" || status=1
+	wait "$lane_b" || status=1
+	((status == 0)) || { log "toolchain build failed"; exit 1; }
+else
+	build_pulumi
+	build_kubernetes_provider
+	build_etcd
+	build_kubernetes
+	build_kwok
+fi
+
+for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+	[[ -x "$bin_dir/$name" ]] || { log "missing $bin_dir/$name"; exit 1; }
+done
+log "toolchain ready in $((SECONDS - started))s: $bin_dir"
+printf '%s\n' "$bin_dir"
