@@ -1,0 +1,110 @@
+"""The guide's planet classifier: preprocessing, model, training and export.
+
+Preprocessing is defined here explicitly in numpy (not with Pillow's
+convert/resize) so that the Go server (model/internal/preprocess) reproduces
+it exactly:
+
+1. decode with Pillow (GIF: first frame);
+2. grayscale as float64 on 0..255: a YCbCr JPEG's own luma plane Y (asked
+   from the decoder with draft("YCbCr"), so no chroma upsampling or colour
+   conversion happens: decoders differ there); an "L" image as is; anything
+   else 0.299R + 0.587G + 0.114B of its 8-bit RGB (alpha ignored);
+3. exact area-average resize to 32x32 (see area_weights);
+4. / 255, float32, shape [1, 32, 32].
+"""
+import io
+import json
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+SIDE = 32
+SEED = 77
+TEST_SPLIT = 0.2
+LUMA = (0.299, 0.587, 0.114)
+
+
+def area_weights(n: int) -> np.ndarray:
+    """SIDE x n matrix: row o weights source pixel j by the length of
+    [j, j+1) ∩ [o*n/SIDE, (o+1)*n/SIDE), divided by n/SIDE. Computed in
+    integer 1/SIDE-pixel units, as the Go side does."""
+    w = np.zeros((SIDE, n), dtype=np.float64)
+    for o in range(SIDE):
+        start, end = o * n, (o + 1) * n
+        for j in range(start // SIDE, (end - 1) // SIDE + 1):
+            overlap = min(end, (j + 1) * SIDE) - max(start, j * SIDE)
+            w[o, j] = overlap / n
+    return w
+
+
+def gray(img: Image.Image) -> np.ndarray:
+    """Grayscale float64 0..255 of a freshly opened Pillow image."""
+    if img.format == "JPEG" and img.mode == "RGB":
+        img.draft("YCbCr", img.size)  # decode to YCbCr at full size
+        img.load()
+        if img.mode == "YCbCr":
+            return np.asarray(img, dtype=np.float64)[:, :, 0]
+    if img.mode == "L":
+        return np.asarray(img, dtype=np.float64)
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
+    return LUMA[0] * rgb[:, :, 0] + LUMA[1] * rgb[:, :, 1] + LUMA[2] * rgb[:, :, 2]
+
+
+def preprocess(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> float32 [1, 32, 32] in [0, 1]."""
+    img = Image.open(io.BytesIO(data))
+    g = gray(img)
+    h, w = g.shape
+    rows = g @ area_weights(w).T  # horizontal pass first, as in Go
+    out = area_weights(h) @ rows
+    return (out / 255).astype(np.float32).reshape(1, SIDE, SIDE)
+
+
+class PlanetCNN(nn.Sequential):
+    """Conv2D(32, 3x3, relu) -> MaxPool(3x3) -> Flatten -> Dense(64, relu) -> Dense(classes)."""
+
+    def __init__(self, classes: int):
+        super().__init__(
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(3), nn.Flatten(),
+            nn.Linear(32 * 10 * 10, 64), nn.ReLU(), nn.Linear(64, classes),
+        )
+
+
+def seed_everything(seed: int = SEED) -> None:
+    """Bit-for-bit reproducibility: fixed seeds, deterministic kernels, one
+    thread (the order of float reductions depends on the thread count)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def list_dataset(root: str):
+    """[(relative path, class index)], sorted; and the sorted class names."""
+    raw = os.path.join(root, "raw")
+    labels = sorted(d for d in os.listdir(raw) if os.path.isdir(os.path.join(raw, d)))
+    items = []
+    for ci, label in enumerate(labels):
+        names = sorted(os.listdir(os.path.join(raw, label)),
+                       key=lambda n: (len(n), n))
+        items += [(f"raw/{label}/{n}", ci) for n in names if n.lower().endswith(".jpg")]
+    return items, labels
+
+
+def split(items, seed: int = SEED, test_split: float = TEST_SPLIT):
+    """Stratified split: in each class, a seeded permutation's first
+    round(test_split * count) items are held out."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for ci in sorted({c for _, c in items}):
+        members = [it for it in items if it[1] == ci]
+        order = rng.permutation(len(members))
+        n_test = int(round(test_split * len(members)))
+        test += [members[i] for i in order[:n_test]]
+        train += [members[i] for i in order[n_test:]]
+    return train, test
