@@ -48,7 +48,7 @@ func decode(data []byte) (image.Image, error) {
 	if bytes.HasPrefix(data, []byte(jpegMagic)) {
 		return jpeg.Decode(bytes.NewReader(data))
 	}
-	img, err := decode(data)
+	img, _, err := image.Decode(bytes.NewReader(data))
 	return img, err
 }
 

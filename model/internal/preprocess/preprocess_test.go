@@ -1,0 +1,145 @@
+package preprocess_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/planets-mlops/deploy/model/internal/preprocess"
+	"github.com/planets-mlops/deploy/model/internal/testruntime"
+)
+
+// TestParityInputs checks that Go computes the same model input as the
+// training code for every fixture image (sizes, colour models, formats).
+func TestParityInputs(t *testing.T) {
+	for _, img := range testruntime.LoadParity(t).Images {
+		t.Run(img.File, func(t *testing.T) {
+			got, err := preprocess.Tensor(img.Data, 1<<24)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var worst float64
+			for i, want := range img.Input {
+				worst = math.Max(worst, math.Abs(float64(got[i])-want))
+			}
+			// float32 rounding of the same float64 computation: ~6e-8.
+			if worst > 1e-6 {
+				t.Errorf("%s (%s %s %dx%d): max |go - python| = %g, want <= 1e-6", img.File, img.Format, img.Mode, img.Width, img.Height, worst)
+			}
+		})
+	}
+}
+
+// TestDecodeDatasetSmoke decodes a real dataset JPEG when the dataset is
+// next to the repo (it is not in it); bit-exactness with libjpeg on the
+// whole dataset was checked when the decoder was written (see README).
+func TestDecodeDatasetSmoke(t *testing.T) {
+	root := filepath.Join(testruntime.ModuleRoot(t), "..", "..", "shared", "datasets", "planets", "raw", "Earth", "Earth_0.jpg")
+	data, err := os.ReadFile(root)
+	if err != nil {
+		t.Skipf("dataset not found next to the repo: %v", err)
+	}
+	img, format, err := preprocess.Decode(data, 1<<20)
+	if err != nil || format != "jpeg" || img.Bounds().Dx() != 128 {
+		t.Fatalf("Decode = %v, %q, %v", img.Bounds(), format, err)
+	}
+}
+
+func TestAreaResizeOfConstantIsConstant(t *testing.T) {
+	for _, size := range [][2]int{{1, 1}, {7, 3}, {32, 32}, {33, 31}, {128, 128}, {1000, 17}} {
+		w, h := size[0], size[1]
+		gray := make([]float64, w*h)
+		for i := range gray {
+			gray[i] = 200
+		}
+		dst := make([]float32, preprocess.Len)
+		preprocess.Resize(gray, w, h, dst)
+		for i, v := range dst {
+			if math.Abs(float64(v)-200.0/255) > 1e-6 {
+				t.Fatalf("%dx%d: dst[%d] = %v, want %v", w, h, i, v, 200.0/255)
+			}
+		}
+	}
+}
+
+func TestAlphaIsIgnoredAndGrayFormula(t *testing.T) {
+	img := image.NewNRGBA(image.Rect(0, 0, 2, 1))
+	img.SetNRGBA(0, 0, color.NRGBA{R: 255, G: 0, B: 0, A: 0})
+	img.SetNRGBA(1, 0, color.NRGBA{R: 10, G: 20, B: 30, A: 128})
+	gray, _, _ := preprocess.Gray(img)
+	want := []float64{0.299 * 255, 0.299*10 + 0.587*20 + 0.114*30}
+	for i := range want {
+		if math.Abs(gray[i]-want[i]) > 1e-9 {
+			t.Errorf("gray[%d] = %v, want %v", i, gray[i], want[i])
+		}
+	}
+}
+
+// bombPNG is a valid PNG header announcing width x height, with no pixel data.
+func bombPNG(width, height uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], width)
+	binary.BigEndian.PutUint32(ihdr[4:], height)
+	ihdr[8], ihdr[9] = 8, 0 // 8-bit gray
+	chunk := append([]byte("IHDR"), ihdr...)
+	binary.Write(&b, binary.BigEndian, uint32(13))
+	b.Write(chunk)
+	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	return b.Bytes()
+}
+
+func TestDecompressionBombRefusedBeforeDecoding(t *testing.T) {
+	_, _, err := preprocess.Decode(bombPNG(100000, 100000), 1<<22)
+	if !errors.Is(err, preprocess.ErrTooManyPixels) {
+		t.Fatalf("err = %v, want ErrTooManyPixels", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	var pngBuf bytes.Buffer
+	png.Encode(&pngBuf, image.NewGray(image.Rect(0, 0, 40, 40)))
+	for name, tc := range map[string]struct {
+		data []byte
+		want error
+	}{
+		"text":           {[]byte("hello, world"), preprocess.ErrUnsupportedFormat},
+		"truncated png":  {pngBuf.Bytes()[:pngBuf.Len()/2], preprocess.ErrInvalidImage},
+		"truncated jpeg": {[]byte("\xff\xd8\xff\xe0\x00\x10JFIF"), preprocess.ErrInvalidImage},
+		"zero size":      {bombPNG(0, 10), preprocess.ErrInvalidImage},
+	} {
+		if _, err := preprocess.Tensor(tc.data, 1<<22); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", name, err, tc.want)
+		}
+	}
+}
+
+// FuzzTensor: no input may panic, and every accepted image gives values in [0,1].
+func FuzzTensor(f *testing.F) {
+	for _, img := range testruntime.LoadParity(f).Images {
+		f.Add(img.Data)
+		f.Add(img.Data[:len(img.Data)/2])
+	}
+	f.Add(bombPNG(100000, 100000))
+	f.Add([]byte("GIF89a"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		input, err := preprocess.Tensor(data, 1<<20)
+		if err != nil {
+			return
+		}
+		for _, v := range input {
+			if !(v >= 0 && v <= 1) {
+				t.Fatalf("input value %v outside [0,1]", v)
+			}
+		}
+	})
+}
