@@ -143,3 +143,13 @@ func FuzzTensor(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTensor: decode + grayscale + resize of a 128x128 dataset JPEG.
+func BenchmarkTensor(b *testing.B) {
+	data := testruntime.LoadParity(b).Images[0].Data
+	for b.Loop() {
+		if _, err := preprocess.Tensor(data, 1<<24); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
