@@ -246,13 +246,13 @@ func (s *Server) readMultipartFile(r *http.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) && parts > 0 {
 			return nil, errNoFileField
 		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("malformed multipart body: %w", err)
 		}
 		if part.FormName() != "file" {
 			if _, err := io.Copy(io.Discard, part); err != nil {
