@@ -47,6 +47,8 @@ cache_key() {
 cache_root=${MLOPS_CACHE:-$HOME/.cache/mlops}
 bin_dir="$cache_root/toolchain/$(cache_key)/bin"
 mkdir -p "$bin_dir"
+# Temporary build dirs of runs that were killed (a live run's are younger).
+find "$bin_dir" -maxdepth 1 -name '.build.*' -mmin +720 -exec rm -rf {} +
 
 # build_binaries MODULE_DIR LDFLAGS NAME=PACKAGE... builds the packages in
 # module MODULE_DIR in one `go build` (so shared packages compile once) into a
@@ -131,24 +133,24 @@ build_kwok() {
 	build_binaries "$modules_dir/kwok" "" kwok=sigs.k8s.io/kwok/cmd/kwok
 }
 
-# Two lanes of roughly equal cold cost (pulumi+etcd+kwok vs provider+k8s);
-# with one job everything runs in order.
+# Two lanes of roughly equal cold cost (etcd+kwok+pulumi vs k8s+provider),
+# the control plane first; with one job everything runs in order.
 started=$SECONDS
 if ((jobs >= 2)); then
-	(build_pulumi && build_etcd && build_kwok) &
+	(build_etcd && build_kwok && build_pulumi) &
 	lane_a=$!
-	(build_kubernetes_provider && build_kubernetes) &
+	(build_kubernetes && build_kubernetes_provider) &
 	lane_b=$!
 	status=0
 	wait "$lane_a" || status=1
 	wait "$lane_b" || status=1
 	((status == 0)) || { log "toolchain build failed"; exit 1; }
 else
+	build_etcd
+	build_kwok
+	build_kubernetes
 	build_pulumi
 	build_kubernetes_provider
-	build_etcd
-	build_kubernetes
-	build_kwok
 fi
 
 for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
