@@ -1,0 +1,208 @@
+package infra
+
+import (
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/config"
+)
+
+// FingerprintAnnotation carries the model fingerprint on the pod template: a
+// new model changes the template, which is what makes Kubernetes roll.
+const FingerprintAnnotation = "mlops.planets/model-fingerprint"
+
+// serverPort is where the model server listens in its container; the
+// Service maps the configured port onto it.
+const serverPort = 8080
+
+// nonRootUID is distroless's "nonroot" user, the one the image runs as.
+const nonRootUID = 65532
+
+// ModelService runs the model server: a namespace, a Deployment that rolls
+// safely, a Service in front of it and, with more than one replica, a
+// PodDisruptionBudget.
+type ModelService struct {
+	pulumi.ResourceState
+
+	Deployment *appsv1.Deployment
+	Service    *corev1.Service
+	// Endpoint is the URL to call: http://<load balancer IP>:<port> for a
+	// LoadBalancer, the in-cluster DNS name otherwise.
+	Endpoint pulumi.StringOutput
+}
+
+// ModelServiceArgs are the inputs of ModelService.
+type ModelServiceArgs struct {
+	Serve config.Service
+	// Image is the model server image pinned by digest.
+	Image pulumi.StringInput
+	// Fingerprint is the model fingerprint.
+	Fingerprint string
+}
+
+// NewModelService declares the workload. Pass the cluster's provider with
+// pulumi.Provider or pulumi.Providers; children inherit it.
+func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, opts ...pulumi.ResourceOption) (*ModelService, error) {
+	c := &ModelService{}
+	if err := ctx.RegisterComponentResource("mlops:infra:ModelService", name, c, opts...); err != nil {
+		return nil, err
+	}
+	parent := pulumi.Parent(c)
+	s := args.Serve
+
+	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name: pulumi.String(s.Namespace),
+			// The model server needs nothing a restricted pod cannot have.
+			Labels: pulumi.StringMap{"pod-security.kubernetes.io/enforce": pulumi.String("restricted")},
+		},
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+
+	labels := pulumi.StringMap{
+		"app.kubernetes.io/name":       pulumi.String(s.AppName),
+		"app.kubernetes.io/component":  pulumi.String("model-server"),
+		"app.kubernetes.io/managed-by": pulumi.String("pulumi"),
+	}
+	selector := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.AppName)}
+	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(s.AppName), Namespace: ns.Metadata.Name(), Labels: labels}
+
+	c.Deployment, err = appsv1.NewDeployment(ctx, name, &appsv1.DeploymentArgs{
+		Metadata: metadata,
+		Spec: &appsv1.DeploymentSpecArgs{
+			Replicas:             pulumi.Int(s.Replicas),
+			RevisionHistoryLimit: pulumi.Int(5),
+			// A model that never becomes ready fails the update after this,
+			// while the old pods keep serving.
+			ProgressDeadlineSeconds: pulumi.Int(600),
+			MinReadySeconds:         pulumi.Int(5),
+			Selector:                &metav1.LabelSelectorArgs{MatchLabels: selector},
+			Strategy: &appsv1.DeploymentStrategyArgs{
+				Type: pulumi.String("RollingUpdate"),
+				// Never fewer ready pods than asked for: a new pod must be
+				// ready before an old one goes.
+				RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+					MaxUnavailable: pulumi.Int(0),
+					MaxSurge:       pulumi.Int(1),
+				},
+			},
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{
+					Labels:      labels,
+					Annotations: pulumi.StringMap{FingerprintAnnotation: pulumi.String(args.Fingerprint)},
+				},
+				Spec: podSpec(s, args.Image),
+			},
+		},
+	}, parent, pulumi.Timeouts(&pulumi.CustomTimeouts{Create: "15m", Update: "15m"}))
+	if err != nil {
+		return nil, err
+	}
+
+	c.Service, err = corev1.NewService(ctx, name, &corev1.ServiceArgs{
+		Metadata: metadata,
+		Spec: &corev1.ServiceSpecArgs{
+			Type:     pulumi.String(s.Type),
+			Selector: selector,
+			Ports: corev1.ServicePortArray{&corev1.ServicePortArgs{
+				Name:       pulumi.String("http"),
+				Port:       pulumi.Int(s.Port),
+				TargetPort: pulumi.String("http"),
+				Protocol:   pulumi.String("TCP"),
+			}},
+		},
+	}, parent, pulumi.Timeouts(&pulumi.CustomTimeouts{Create: "15m", Update: "15m"}))
+	if err != nil {
+		return nil, err
+	}
+
+	if s.Replicas > 1 {
+		if _, err := policyv1.NewPodDisruptionBudget(ctx, name, &policyv1.PodDisruptionBudgetArgs{
+			Metadata: metadata,
+			Spec: &policyv1.PodDisruptionBudgetSpecArgs{
+				MaxUnavailable: pulumi.Int(1),
+				Selector:       &metav1.LabelSelectorArgs{MatchLabels: selector},
+			},
+		}, parent); err != nil {
+			return nil, err
+		}
+	}
+
+	if s.Type == "LoadBalancer" {
+		ingress := c.Service.Status.LoadBalancer().Ingress().Index(pulumi.Int(0))
+		c.Endpoint = pulumi.Sprintf("http://%s:%d", ingress.Ip().Elem(), s.Port)
+	} else {
+		c.Endpoint = pulumi.Sprintf("http://%s.%s.svc.cluster.local:%d", s.AppName, s.Namespace, s.Port)
+	}
+	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint})
+}
+
+// podSpec is the model server's pod: hardened, probed, bounded.
+func podSpec(s config.Service, image pulumi.StringInput) *corev1.PodSpecArgs {
+	return &corev1.PodSpecArgs{
+		// The server calls no Kubernetes API: no token to steal.
+		AutomountServiceAccountToken: pulumi.Bool(false),
+		EnableServiceLinks:           pulumi.Bool(false),
+		// In-flight requests finish within the server's own grace period
+		// (under this), after the preStop pause lets endpoints update.
+		TerminationGracePeriodSeconds: pulumi.Int(30),
+		SecurityContext: &corev1.PodSecurityContextArgs{
+			RunAsNonRoot:   pulumi.Bool(true),
+			RunAsUser:      pulumi.Int(nonRootUID),
+			RunAsGroup:     pulumi.Int(nonRootUID),
+			SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+		},
+		// Spread replicas over nodes so one node going away leaves one serving.
+		TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{&corev1.TopologySpreadConstraintArgs{
+			MaxSkew:           pulumi.Int(1),
+			TopologyKey:       pulumi.String("kubernetes.io/hostname"),
+			WhenUnsatisfiable: pulumi.String("ScheduleAnyway"),
+			LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.AppName)}},
+		}},
+		Containers: corev1.ContainerArray{&corev1.ContainerArgs{
+			Name:            pulumi.String("model-server"),
+			Image:           image,
+			ImagePullPolicy: pulumi.String("IfNotPresent"),
+			Ports: corev1.ContainerPortArray{&corev1.ContainerPortArgs{
+				Name: pulumi.String("http"), ContainerPort: pulumi.Int(serverPort), Protocol: pulumi.String("TCP"),
+			}},
+			Resources: &corev1.ResourceRequirementsArgs{
+				Requests: pulumi.StringMap{"cpu": pulumi.String(s.CPURequest), "memory": pulumi.String(s.MemoryRequest)},
+				Limits:   pulumi.StringMap{"cpu": pulumi.String(s.CPULimit), "memory": pulumi.String(s.MemoryLimit)},
+			},
+			// Startup allows a slow model two minutes to load; after that,
+			// readiness takes a pod out of the Service and liveness restarts
+			// a wedged one.
+			StartupProbe:   probe("/readyz", 2, 60),
+			ReadinessProbe: probe("/readyz", 5, 3),
+			LivenessProbe:  probe("/healthz", 10, 3),
+			// Let the load balancer and endpoints drop the pod before the
+			// server stops accepting requests.
+			Lifecycle: &corev1.LifecycleArgs{PreStop: &corev1.LifecycleHandlerArgs{
+				Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(5)},
+			}},
+			SecurityContext: &corev1.SecurityContextArgs{
+				AllowPrivilegeEscalation: pulumi.Bool(false),
+				ReadOnlyRootFilesystem:   pulumi.Bool(true),
+				RunAsNonRoot:             pulumi.Bool(true),
+				Privileged:               pulumi.Bool(false),
+				Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.StringArray{pulumi.String("ALL")}},
+				SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+			},
+		}},
+	}
+}
+
+func probe(path string, periodSeconds, failureThreshold int) *corev1.ProbeArgs {
+	return &corev1.ProbeArgs{
+		HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("http")},
+		PeriodSeconds:    pulumi.Int(periodSeconds),
+		FailureThreshold: pulumi.Int(failureThreshold),
+		TimeoutSeconds:   pulumi.Int(2),
+	}
+}

@@ -1,0 +1,375 @@
+// Package config is the program's one typed configuration: it reads every
+// setting of the stack, validates all of them at once and computes the model
+// fingerprint, before a single resource is declared. Keys, types, defaults and
+// descriptions are declared in Pulumi.yaml; this package holds the rules.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	pulumiconfig "github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/planets-mlops/deploy/internal/fingerprint"
+)
+
+// Namespace is the Pulumi project name, the namespace of its config keys.
+const Namespace = "mlops"
+
+// Target says where the model runs.
+type Target string
+
+const (
+	// TargetGKE creates the whole GCP side: APIs, CI identity, registry, cluster.
+	TargetGKE Target = "gke"
+	// TargetKubernetes deploys to an existing cluster; nothing on GCP is declared.
+	TargetKubernetes Target = "kubernetes"
+)
+
+// CIPlatform says which CI system gets keyless access.
+type CIPlatform string
+
+const (
+	CIGitHub CIPlatform = "github"
+	CIGitLab CIPlatform = "gitlab"
+	CINone   CIPlatform = "none"
+)
+
+// Config is every setting of a stack, validated.
+type Config struct {
+	Target Target
+	GCP    GCP      // only for TargetGKE
+	CI     CI       // only for TargetGKE
+	Remote Existing // only for TargetKubernetes
+	Model  Model
+	Serve  Service
+}
+
+// GCP is the Google Cloud side of a GKE stack.
+type GCP struct {
+	Project            string
+	Region             string
+	Zone               string
+	ClusterName        string
+	Autopilot          bool
+	MachineType        string
+	NodeCount          int
+	ReleaseChannel     string
+	DeletionProtection bool
+	RepositoryID       string
+	KeepImages         int
+}
+
+// CI is the identity CI deploys with.
+type CI struct {
+	ServiceAccountID string
+	Platform         CIPlatform
+	Repository       string // owner/repo on GitHub, group/project on GitLab
+	GitLabURL        string
+	JSONKey          bool
+	StateBucket      string
+}
+
+// Existing is an existing Kubernetes cluster and registry (TargetKubernetes).
+type Existing struct {
+	Kubeconfig       pulumi.StringInput // secret; nil means the ambient kubeconfig
+	KubeContext      string
+	Registry         string
+	RegistryServer   string // the registry's host, derived from Registry
+	RegistryUsername string
+	RegistryPassword pulumi.StringOutput // secret
+}
+
+// Model is the model image.
+type Model struct {
+	Dir      string
+	Platform string
+	// Image is a prebuilt image pinned by digest; empty means build from Dir.
+	Image string
+	// Fingerprint is the SHA-256 of Dir's build context and the build inputs.
+	Fingerprint string
+}
+
+// Service is how the model is served.
+type Service struct {
+	Namespace     string
+	AppName       string
+	Replicas      int
+	CPURequest    string
+	CPULimit      string
+	MemoryRequest string
+	MemoryLimit   string
+	Type          string
+	Port          int
+}
+
+// BuildInputs are the image build's inputs other than the context, the ones
+// the fingerprint covers.
+func (m Model) BuildInputs() fingerprint.Inputs {
+	return fingerprint.Inputs{Platform: m.Platform}
+}
+
+// Load reads and validates the stack's configuration. All problems are
+// reported together, each naming the key, the value and what is expected.
+func Load(ctx *pulumi.Context) (*Config, error) {
+	r := &reader{cfg: pulumiconfig.New(ctx, Namespace)}
+	c := &Config{
+		Target: Target(r.oneOf("target", "gke", "kubernetes")),
+		Model: Model{
+			Dir:      r.str("modelDir"),
+			Platform: r.str("platform"),
+			Image:    r.str("image"),
+		},
+		Serve: Service{
+			Namespace:     r.dnsLabel("namespace"),
+			AppName:       r.dnsLabel("appName"),
+			Replicas:      r.intAtLeast("replicas", 1),
+			CPURequest:    r.quantity("cpuRequest"),
+			CPULimit:      r.quantity("cpuLimit"),
+			MemoryRequest: r.quantity("memoryRequest"),
+			MemoryLimit:   r.quantity("memoryLimit"),
+			Type:          r.oneOf("serviceType", "LoadBalancer", "NodePort", "ClusterIP"),
+			Port:          r.port("servicePort"),
+		},
+	}
+	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)
+	r.requestWithinLimit("memoryRequest", c.Serve.MemoryRequest, "memoryLimit", c.Serve.MemoryLimit)
+	r.platform("platform", c.Model.Platform)
+	r.pinnedImage("image", c.Model.Image)
+
+	switch c.Target {
+	case TargetGKE:
+		c.GCP, c.CI = r.gcp(ctx), r.ci()
+	case TargetKubernetes:
+		c.Remote = r.existing(c.Model.Image)
+	}
+
+	if c.Model.Dir == "" {
+		r.fail("modelDir", "", "the path of the image's build context, such as model")
+	} else if len(r.errs) == 0 {
+		// Only fingerprint a valid configuration: the error list stays about config.
+		fp, err := fingerprint.Compute(context.Background(), filepath.Clean(c.Model.Dir), c.Model.BuildInputs())
+		if err != nil {
+			r.errs = append(r.errs, fmt.Errorf("%s:modelDir: %w", Namespace, err))
+		}
+		c.Model.Fingerprint = fp
+	}
+	if len(r.errs) > 0 {
+		return nil, fmt.Errorf("invalid configuration, nothing was changed:\n%w", errors.Join(r.errs...))
+	}
+	return c, nil
+}
+
+// GCP naming rules, from the APIs' documentation.
+var (
+	projectIDPattern      = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	regionPattern         = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
+	clusterNamePattern    = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$`)
+	machineTypePattern    = regexp.MustCompile(`^[a-z][a-z0-9]*-[a-z0-9-]+$`)
+	repositoryIDPattern   = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$`)
+	accountIDPattern      = regexp.MustCompile(`^[a-z][-a-z0-9]{4,28}[a-z0-9]$`)
+	bucketPattern         = regexp.MustCompile(`^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$`)
+	githubRepoPattern     = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$`)
+	gitlabProjectPattern  = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	platformPattern       = regexp.MustCompile(`^linux/(?:amd64|arm64)$`)
+	releaseChannelChoices = []string{"RAPID", "REGULAR", "STABLE", "EXTENDED"}
+)
+
+func (r *reader) gcp(ctx *pulumi.Context) GCP {
+	g := GCP{
+		Project:            pulumiconfig.Get(ctx, "gcp:project"),
+		Region:             r.match("region", regionPattern, "a GCP region such as europe-west6"),
+		Zone:               r.str("zone"),
+		ClusterName:        r.match("clusterName", clusterNamePattern, "lowercase letters, digits and hyphens, starting with a letter, at most 40 characters"),
+		Autopilot:          r.boolean("autopilot"),
+		MachineType:        r.match("machineType", machineTypePattern, "a GCE machine type such as e2-standard-2"),
+		NodeCount:          r.intAtLeast("nodeCount", 1),
+		ReleaseChannel:     r.oneOf("releaseChannel", releaseChannelChoices...),
+		DeletionProtection: r.boolean("deletionProtection"),
+		RepositoryID:       r.match("repositoryId", repositoryIDPattern, "lowercase letters, digits and hyphens, starting with a letter, at most 63 characters"),
+		KeepImages:         r.intAtLeast("keepImages", 1),
+	}
+	switch {
+	case g.Project == "":
+		r.errs = append(r.errs, errors.New(`gcp:project: not set; expected your GCP project id: pulumi config set gcp:project <project-id>`))
+	case !projectIDPattern.MatchString(g.Project):
+		r.errs = append(r.errs, fmt.Errorf("gcp:project: got %q; expected a GCP project id: 6-30 lowercase letters, digits and hyphens, starting with a letter", g.Project))
+	}
+	if !g.Autopilot && g.Region != "" && !isZoneOf(g.Zone, g.Region) {
+		r.fail("zone", g.Zone, fmt.Sprintf("a zone of region %s, such as %s-a", g.Region, g.Region))
+	}
+	return g
+}
+
+// isZoneOf tells whether zone is "<region>-<letter>".
+func isZoneOf(zone, region string) bool {
+	suffix, ok := strings.CutPrefix(zone, region+"-")
+	return ok && len(suffix) == 1 && suffix[0] >= 'a' && suffix[0] <= 'z'
+}
+
+func (r *reader) ci() CI {
+	c := CI{
+		ServiceAccountID: r.match("ciServiceAccountId", accountIDPattern, "6-30 lowercase letters, digits and hyphens, starting with a letter"),
+		Platform:         CIPlatform(r.oneOf("ciPlatform", string(CIGitHub), string(CIGitLab), string(CINone))),
+		Repository:       r.str("ciRepository"),
+		GitLabURL:        r.str("gitlabUrl"),
+		JSONKey:          r.boolean("ciJsonKey"),
+		StateBucket:      r.str("stateBucket"),
+	}
+	switch c.Platform {
+	case CIGitHub:
+		if !githubRepoPattern.MatchString(c.Repository) {
+			r.fail("ciRepository", c.Repository, "the GitHub repository allowed to deploy, as owner/repo")
+		}
+	case CIGitLab:
+		if !gitlabProjectPattern.MatchString(c.Repository) {
+			r.fail("ciRepository", c.Repository, "the GitLab project allowed to deploy, as group/project")
+		}
+		if u, err := url.Parse(c.GitLabURL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			r.fail("gitlabUrl", c.GitLabURL, "the https URL of the GitLab instance, such as https://gitlab.com")
+		}
+		c.GitLabURL = strings.TrimSuffix(c.GitLabURL, "/")
+	}
+	if c.StateBucket != "" && !bucketPattern.MatchString(c.StateBucket) {
+		r.fail("stateBucket", c.StateBucket, "a GCS bucket name (without gs://), or empty")
+	}
+	return c
+}
+
+func (r *reader) existing(image string) Existing {
+	e := Existing{
+		KubeContext:      r.str("kubeContext"),
+		Registry:         r.str("registry"),
+		RegistryUsername: r.str("registryUsername"),
+		RegistryPassword: r.cfg.GetSecret("registryPassword"),
+	}
+	switch {
+	case e.Registry == "" && image == "":
+		r.fail("registry", "", "the registry repository to push the model image to, such as localhost:5001/planets (or set image to a prebuilt one)")
+	case e.Registry != "":
+		named, err := reference.ParseNormalizedNamed(e.Registry)
+		if err != nil || !reference.IsNameOnly(named) {
+			r.fail("registry", e.Registry, "a repository without tag or digest, such as localhost:5001/planets")
+		} else {
+			e.RegistryServer = reference.Domain(named)
+		}
+	}
+	// Read as a secret whatever way it was set; absent means ambient config.
+	if r.str("kubeconfig") != "" {
+		e.Kubeconfig = r.cfg.GetSecret("kubeconfig")
+	}
+	return e
+}
+
+// reader reads keys of one namespace, collecting errors instead of stopping
+// at the first, so a user fixes their stack in one go.
+type reader struct {
+	cfg  *pulumiconfig.Config
+	errs []error
+}
+
+func (r *reader) fail(key, value, expected string) {
+	r.errs = append(r.errs, fmt.Errorf("%s:%s: got %q; expected %s", Namespace, key, value, expected))
+}
+
+func (r *reader) str(key string) string { return strings.TrimSpace(r.cfg.Get(key)) }
+
+func (r *reader) match(key string, pattern *regexp.Regexp, expected string) string {
+	v := r.str(key)
+	if !pattern.MatchString(v) {
+		r.fail(key, v, expected)
+	}
+	return v
+}
+
+func (r *reader) oneOf(key string, choices ...string) string {
+	v := r.str(key)
+	for _, c := range choices {
+		if v == c {
+			return v
+		}
+	}
+	r.fail(key, v, "one of "+strings.Join(choices, ", "))
+	return v
+}
+
+func (r *reader) boolean(key string) bool {
+	v := r.str(key)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(key, v, "true or false")
+	}
+	return b
+}
+
+func (r *reader) intAtLeast(key string, least int) int {
+	v := r.str(key)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		r.fail(key, v, fmt.Sprintf("a whole number of at least %d", least))
+	}
+	return n
+}
+
+func (r *reader) port(key string) int {
+	v := r.str(key)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		r.fail(key, v, "a port number from 1 to 65535")
+	}
+	return n
+}
+
+func (r *reader) dnsLabel(key string) string {
+	v := r.str(key)
+	if problems := validation.IsDNS1123Label(v); len(problems) > 0 {
+		r.fail(key, v, "a DNS label (lowercase letters, digits and hyphens, at most 63 characters): "+strings.Join(problems, "; "))
+	}
+	return v
+}
+
+func (r *reader) quantity(key string) string {
+	v := r.str(key)
+	if q, err := resource.ParseQuantity(v); err != nil || q.Sign() <= 0 {
+		r.fail(key, v, "a positive Kubernetes quantity such as 250m, 1, 128Mi or 1Gi")
+	}
+	return v
+}
+
+func (r *reader) requestWithinLimit(requestKey, request, limitKey, limit string) {
+	req, err1 := resource.ParseQuantity(request)
+	lim, err2 := resource.ParseQuantity(limit)
+	if err1 == nil && err2 == nil && req.Cmp(lim) > 0 {
+		r.fail(limitKey, limit, fmt.Sprintf("at least %s (%s)", requestKey, request))
+	}
+}
+
+func (r *reader) platform(key, v string) {
+	if !platformPattern.MatchString(v) {
+		r.fail(key, v, "linux/amd64 or linux/arm64")
+	}
+}
+
+func (r *reader) pinnedImage(key, v string) {
+	if v == "" {
+		return
+	}
+	named, err := reference.ParseNormalizedNamed(v)
+	if err != nil {
+		r.fail(key, v, "an image reference pinned by digest, name@sha256:<64 hex digits>")
+		return
+	}
+	if _, ok := named.(reference.Digested); !ok {
+		r.fail(key, v, "an image reference pinned by digest, name@sha256:<64 hex digits> (a tag can move)")
+	}
+}

@@ -1,0 +1,92 @@
+package fingerprint
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// markerSuffix names the file beside a staged context that records its
+// fingerprint, so an unchanged model is not copied again on every run.
+const markerSuffix = ".fingerprint"
+
+// Stage computes the fingerprint of the build context in dir and writes the
+// files it covers, and nothing else, into dst with normalized modes (0644, or
+// 0755 when executable). A build tool that hashes permission bits, such as
+// pulumi-docker's Image, then sees its context change exactly when the
+// fingerprint does. dst is replaced whole; it is left alone when it already
+// holds this fingerprint.
+func Stage(ctx context.Context, dir, dst string, inputs Inputs) (string, error) {
+	entries, err := listContext(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := hashFiles(ctx, dir, entries); err != nil {
+		return "", err
+	}
+	fp := combine(entries, inputs)
+
+	marker := filepath.Clean(dst) + markerSuffix
+	if staged, err := os.ReadFile(marker); err == nil && string(staged) == fp {
+		if _, err := os.Stat(dst); err == nil {
+			return fp, nil
+		}
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return "", fmt.Errorf("staging the build context: %w", err)
+	}
+	os.Remove(marker)
+	for _, e := range entries {
+		if err := stageEntry(dir, dst, e); err != nil {
+			return "", fmt.Errorf("staging the build context: %w", err)
+		}
+	}
+	// Directories get one mode too, whatever the umask made of them.
+	err = filepath.WalkDir(dst, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return os.Chmod(path, 0o755)
+	})
+	if err != nil {
+		return "", fmt.Errorf("staging the build context: %w", err)
+	}
+	if err := os.WriteFile(marker, []byte(fp), 0o644); err != nil {
+		return "", fmt.Errorf("staging the build context: %w", err)
+	}
+	return fp, nil
+}
+
+func stageEntry(dir, dst string, e *entry) error {
+	target := filepath.Join(dst, filepath.FromSlash(e.path))
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	if e.symlink != "" {
+		return os.Symlink(filepath.FromSlash(e.symlink), target)
+	}
+	mode := os.FileMode(0o644)
+	if e.executable {
+		mode = 0o755
+	}
+	src, err := os.Open(filepath.Join(dir, filepath.FromSlash(e.path)))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	// OpenFile's mode went through the umask; set it exactly.
+	return os.Chmod(target, mode)
+}

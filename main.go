@@ -1,0 +1,161 @@
+// The mlops program: continuous deployment of the planet classifier.
+//
+//	config ──► fingerprint(model/)
+//	             │
+//	GKE:  APIs ─► registry ─► CI identity
+//	             └──────────► cluster ─► k8s provider ─┐
+//	      model image (tag = fingerprint) ─────────────┴─► model service
+//
+// With target "kubernetes", an existing cluster and registry take the place
+// of everything GCP. Either way the fingerprint decides: same model, nothing
+// to do; new model, one build and one rolling update.
+package main
+
+import (
+	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/organizations"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/infra"
+	"github.com/planets-mlops/deploy/internal/config"
+)
+
+// stagingDir is where the model image's normalized build context is staged,
+// relative to the project so it is the same on every machine.
+const stagingDir = ".build/model-context"
+
+func main() { pulumi.Run(program) }
+
+func program(ctx *pulumi.Context) error {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return err
+	}
+
+	var target *deployTarget
+	switch cfg.Target {
+	case config.TargetGKE:
+		target, err = gke(ctx, cfg)
+	case config.TargetKubernetes:
+		target, err = existingCluster(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+
+	image, err := infra.NewModelImage(ctx, "model-image", &infra.ModelImageArgs{
+		Model:            cfg.Model,
+		Name:             cfg.Serve.AppName,
+		Repository:       target.repository,
+		RegistryServer:   target.registryServer,
+		RegistryUsername: target.registryUsername,
+		RegistryPassword: target.registryPassword,
+		StagingDir:       stagingDir,
+	}, pulumi.DependsOn(target.registryReady))
+	if err != nil {
+		return err
+	}
+
+	service, err := infra.NewModelService(ctx, "model-service", &infra.ModelServiceArgs{
+		Serve:       cfg.Serve,
+		Image:       image.Ref,
+		Fingerprint: cfg.Model.Fingerprint,
+	}, pulumi.Providers(target.kubernetes))
+	if err != nil {
+		return err
+	}
+
+	ctx.Export("endpoint", service.Endpoint)
+	ctx.Export("modelFingerprint", pulumi.String(cfg.Model.Fingerprint))
+	ctx.Export("image", image.Ref)
+	return nil
+}
+
+// deployTarget is where the model image goes and where the model runs.
+type deployTarget struct {
+	kubernetes       *kubernetes.Provider
+	repository       pulumi.StringInput
+	registryServer   pulumi.StringInput
+	registryUsername pulumi.StringInput
+	registryPassword pulumi.StringInput
+	// registryReady is what must exist before an image can be pushed.
+	registryReady []pulumi.Resource
+}
+
+// gke declares the GCP side: APIs, registry, CI identity and cluster.
+func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
+	apis, err := infra.NewProjectAPIs(ctx, "apis", &infra.ProjectAPIsArgs{Project: cfg.GCP.Project})
+	if err != nil {
+		return nil, err
+	}
+	afterAPIs := pulumi.DependsOn([]pulumi.Resource{apis})
+
+	registry, err := infra.NewModelRegistry(ctx, "registry", &infra.ModelRegistryArgs{
+		Project:      cfg.GCP.Project,
+		Region:       cfg.GCP.Region,
+		RepositoryID: cfg.GCP.RepositoryID,
+		KeepImages:   cfg.GCP.KeepImages,
+	}, afterAPIs)
+	if err != nil {
+		return nil, err
+	}
+
+	ci, err := infra.NewCIIdentity(ctx, "ci", &infra.CIIdentityArgs{
+		Project:    cfg.GCP.Project,
+		CI:         cfg.CI,
+		Repository: registry.Repository,
+	}, afterAPIs)
+	if err != nil {
+		return nil, err
+	}
+
+	cluster, err := infra.NewGKECluster(ctx, "cluster", &infra.GKEClusterArgs{
+		GCP:        cfg.GCP,
+		Repository: registry.Repository,
+	}, afterAPIs)
+	if err != nil {
+		return nil, err
+	}
+
+	ctx.Export("clusterName", cluster.Cluster.Name)
+	ctx.Export("kubeconfig", cluster.Kubeconfig)
+	ctx.Export("ciServiceAccountEmail", ci.Account.Email)
+	ctx.Export("workloadIdentityProvider", ci.WorkloadIdentityProvider)
+	ctx.Export("registryUrl", registry.URL)
+	if cfg.CI.JSONKey {
+		ctx.Export("ciServiceAccountKey", ci.Key)
+	}
+
+	// The token of whoever runs `pulumi up` (CI's federated identity, or an
+	// admin), valid for an hour: enough to push, nothing stored.
+	token := organizations.GetClientConfigOutput(ctx, afterAPIs).AccessToken()
+	return &deployTarget{
+		kubernetes:       cluster.Provider,
+		repository:       registry.URL,
+		registryServer:   registry.Server,
+		registryUsername: pulumi.String("oauth2accesstoken"),
+		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
+		registryReady:    []pulumi.Resource{registry},
+	}, nil
+}
+
+// existingCluster uses a cluster and registry that exist already.
+func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
+	remote := cfg.Remote
+	cluster, err := infra.NewExistingCluster(ctx, "cluster", &infra.ExistingClusterArgs{
+		Kubeconfig: remote.Kubeconfig,
+		Context:    remote.KubeContext,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx.Export("clusterName", pulumi.String(remote.KubeContext))
+	ctx.Export("registryUrl", pulumi.String(remote.Registry))
+	return &deployTarget{
+		kubernetes:       cluster.Provider,
+		repository:       pulumi.String(remote.Registry),
+		registryServer:   pulumi.String(remote.RegistryServer),
+		registryUsername: pulumi.String(remote.RegistryUsername),
+		registryPassword: remote.RegistryPassword,
+	}, nil
+}
