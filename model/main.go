@@ -25,6 +25,7 @@ import (
 
 // config is everything the server can be told.
 type config struct {
+	host           string
 	port           int
 	modelPath      string
 	onnxruntimeLib string
@@ -69,6 +70,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		return def
 	}
+	fs.StringVar(&c.host, "host", envString("HOST", ""), "address to listen on; empty means all interfaces (env HOST)")
 	fs.IntVar(&c.port, "port", int(envInt("PORT", 8080)), "TCP port to listen on, all interfaces (env PORT)")
 	fs.StringVar(&c.modelPath, "model-path", envString("MODEL_PATH", defaultModelPath), "ONNX model file, with a \"labels\" metadata entry (env MODEL_PATH)")
 	fs.StringVar(&c.onnxruntimeLib, "onnxruntime-lib", envString("ONNXRUNTIME_LIB", defaultLib), "onnxruntime shared library (env ONNXRUNTIME_LIB)")
@@ -121,7 +123,7 @@ func main() {
 // run listens first, so that a taken port fails before the slower model
 // load, then loads the model and serves, ready.
 func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time) error {
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port)))
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@
 package jpeg
 
 import (
+	"bytes"
 	"image"
 	"image/color"
 	"image/draw"
@@ -113,6 +114,10 @@ type bits struct {
 }
 
 type decoder struct {
+	// lumaOnly skips the inverse DCT of the chroma components of a YCbCr
+	// image (see DecodeLuma); chromaSkipped records that it did.
+	lumaOnly, chromaSkipped bool
+
 	r    io.Reader
 	bits bits
 	// bytes is a byte buffer, similar to a bufio.Reader, except that it
@@ -665,10 +670,17 @@ func (d *decoder) decode(r io.Reader, configOnly bool) (image.Image, error) {
 		return d.img1, nil
 	}
 	if d.img3 != nil {
+		if d.chromaSkipped && (d.blackPix != nil || d.isRGB()) {
+			return nil, errNeedsChroma
+		}
 		if d.blackPix != nil {
 			return d.applyBlack()
 		} else if d.isRGB() {
 			return d.convertToRGB()
+		}
+		if d.lumaOnly {
+			y := d.img3
+			return &image.Gray{Pix: y.Y, Stride: y.YStride, Rect: y.Rect}, nil
 		}
 		return d.img3, nil
 	}
@@ -781,6 +793,24 @@ func (d *decoder) convertToRGB() (image.Image, error) {
 func Decode(r io.Reader) (image.Image, error) {
 	var d decoder
 	return d.decode(r, false)
+}
+
+// errNeedsChroma means DecodeLuma skipped chroma that the image turned out to
+// need (an RGB or CMYK JPEG); DecodeLuma then decodes it fully.
+var errNeedsChroma = FormatError("luma-only decode of a non-YCbCr image")
+
+// DecodeLuma decodes a JPEG like Decode, except that a YCbCr image comes back
+// as an *image.Gray holding only its luma plane Y: the chroma planes are
+// entropy-decoded (they are interleaved with luma) but not transformed,
+// which saves most of the inverse DCT work. Other images (gray, RGB, CMYK)
+// come back as Decode returns them.
+func DecodeLuma(data []byte) (image.Image, error) {
+	d := decoder{lumaOnly: true}
+	img, err := d.decode(bytes.NewReader(data), false)
+	if err == errNeedsChroma {
+		return Decode(bytes.NewReader(data))
+	}
+	return img, err
 }
 
 // DecodeConfig returns the color model and dimensions of a JPEG image without

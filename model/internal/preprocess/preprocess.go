@@ -46,7 +46,7 @@ func decodeConfig(data []byte) (image.Config, string, error) {
 
 func decode(data []byte) (image.Image, error) {
 	if bytes.HasPrefix(data, []byte(jpegMagic)) {
-		return jpeg.Decode(bytes.NewReader(data))
+		return jpeg.DecodeLuma(data) // only Y is used: skip chroma's IDCT
 	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	return img, err
@@ -165,54 +165,91 @@ func luma(r, g, b uint8) float64 {
 	return lumaR*float64(r) + lumaG*float64(g) + lumaB*float64(b)
 }
 
-// span is one output pixel's share of a source axis.
-type span struct {
-	first   int       // first source index
-	weights []float64 // weights of source pixels first, first+1, ...
+// spans holds, for an axis of n source pixels, the area-averaging weights of
+// each of the Side output pixels: output o averages source pixels
+// first[o] .. first[o]+count[o]-1 with weights[offset[o]:].
+type spans struct {
+	first, count, offset [Side]int
+	weights              []float64
 }
 
-// areaSpans returns, for an axis of n source pixels, the area-averaging
-// weights of each of the Side output pixels. Positions are counted in
-// 1/Side source pixels so the overlaps are exact integers.
-func areaSpans(n int) [Side]span {
-	var spans [Side]span
+// areaSpans computes the spans of an n-pixel axis. Positions are counted in
+// 1/Side source pixels so that the overlaps are exact integers.
+func areaSpans(n int) *spans {
+	s := &spans{weights: make([]float64, 0, n+2*Side)}
 	for o := range Side {
 		start, end := o*n, (o+1)*n // in 1/Side pixel units
 		first, last := start/Side, (end-1)/Side
-		w := make([]float64, last-first+1)
+		s.first[o], s.count[o], s.offset[o] = first, last-first+1, len(s.weights)
 		for j := first; j <= last; j++ {
 			overlap := min(end, (j+1)*Side) - max(start, j*Side)
-			w[j-first] = float64(overlap) / float64(n)
+			s.weights = append(s.weights, float64(overlap)/float64(n))
 		}
-		spans[o] = span{first: first, weights: w}
 	}
-	return spans
+	return s
 }
 
-// Resize area-averages a width x height grayscale image to Side x Side,
-// scales it to [0,1] and writes it into dst, which must hold Len values.
+// horizontal area-averages one source row into Side values.
+func horizontal[T uint8 | float64](row []T, xs *spans, out []float64) {
+	for o := range Side {
+		src := row[xs.first[o] : xs.first[o]+xs.count[o]]
+		w := xs.weights[xs.offset[o] : xs.offset[o]+xs.count[o]]
+		var sum float64
+		for k, v := range src {
+			sum += w[k] * float64(v)
+		}
+		out[o] = sum
+	}
+}
+
+// vertical combines the horizontally reduced rows into dst, scaled to [0,1].
+func vertical(rows []float64, ys *spans, dst []float32) {
+	for o := range Side {
+		w := ys.weights[ys.offset[o] : ys.offset[o]+ys.count[o]]
+		for ox := range Side {
+			var sum float64
+			for k, wk := range w {
+				sum += wk * rows[(ys.first[o]+k)*Side+ox]
+			}
+			dst[o*Side+ox] = float32(sum / 255)
+		}
+	}
+}
+
+// Resize area-averages a width x height grayscale image (float64, 0..255)
+// to Side x Side, scales it to [0,1] and writes it into dst (Len values).
 func Resize(gray []float64, width, height int, dst []float32) {
 	xs, ys := areaSpans(width), areaSpans(height)
 	// Horizontal pass first, then vertical: the order training uses.
 	rows := make([]float64, height*Side)
 	for y := range height {
-		src := gray[y*width : (y+1)*width]
-		for ox, s := range xs {
-			var sum float64
-			for k, w := range s.weights {
-				sum += w * src[s.first+k]
-			}
-			rows[y*Side+ox] = sum
-		}
+		horizontal(gray[y*width:(y+1)*width], xs, rows[y*Side:(y+1)*Side])
 	}
-	for oy, s := range ys {
-		for ox := range Side {
-			var sum float64
-			for k, w := range s.weights {
-				sum += w * rows[(s.first+k)*Side+ox]
-			}
-			dst[oy*Side+ox] = float32(sum / 255)
-		}
+	vertical(rows, ys, dst)
+}
+
+// resizePlane is Resize for an 8-bit plane with a stride, which spares the
+// float64 copy of the image for gray and JPEG (luma) images.
+func resizePlane(pix []uint8, stride, width, height int, dst []float32) {
+	xs, ys := areaSpans(width), areaSpans(height)
+	rows := make([]float64, height*Side)
+	for y := range height {
+		horizontal(pix[y*stride:y*stride+width], xs, rows[y*Side:(y+1)*Side])
+	}
+	vertical(rows, ys, dst)
+}
+
+// Into writes the model input for img into dst (Len values).
+func Into(img image.Image, dst []float32) {
+	b := img.Bounds()
+	switch src := img.(type) {
+	case *image.Gray:
+		resizePlane(src.Pix[src.PixOffset(b.Min.X, b.Min.Y):], src.Stride, b.Dx(), b.Dy(), dst)
+	case *image.YCbCr:
+		resizePlane(src.Y[src.YOffset(b.Min.X, b.Min.Y):], src.YStride, b.Dx(), b.Dy(), dst)
+	default:
+		gray, w, h := Gray(img)
+		Resize(gray, w, h, dst)
 	}
 }
 
@@ -223,7 +260,6 @@ func Tensor(data []byte, maxPixels int64) ([]float32, error) {
 		return nil, err
 	}
 	dst := make([]float32, Len)
-	gray, w, h := Gray(img)
-	Resize(gray, w, h, dst)
+	Into(img, dst)
 	return dst, nil
 }
