@@ -1,0 +1,540 @@
+package main
+
+// End-to-end test of the Kubernetes target: the real Pulumi CLI and
+// Kubernetes provider (built by hack/toolchain.sh) drive this program, through
+// the Automation API as an inline program, against a real local control plane
+// (internal/localcluster) and a throwaway file:// backend. Nothing leaves
+// 127.0.0.1.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/planets-mlops/deploy/internal/localcluster"
+)
+
+// e2eProgram is the program under test.
+var e2eProgram pulumi.RunFunc = program
+
+const (
+	e2eStackName = "e2e"
+	// A prebuilt image pinned by digest, so that nothing is built (there is no
+	// Docker here) and kwok "runs" it without pulling.
+	e2eImage = "registry.local/planets/model@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	// The defaults in Pulumi.yaml that the assertions rely on.
+	e2eNamespace = "live"
+	e2eReplicas  = 2
+)
+
+// e2eToolchainBin returns $MLOPS_TOOLCHAIN_BIN. Unset, the test fails in CI,
+// where it must never be skipped silently, and skips loudly elsewhere.
+func e2eToolchainBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test with a real control plane and the Pulumi CLI; skipped with -short")
+	}
+	bin := os.Getenv("MLOPS_TOOLCHAIN_BIN")
+	if bin == "" {
+		const msg = "MLOPS_TOOLCHAIN_BIN is unset, so the end-to-end test of the kubernetes target did NOT run.\n" +
+			"\tBuild the toolchain (once, cached) and point the test at it:\n" +
+			"\t    export MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("\n\n*** SKIPPED: " + msg + "\n")
+	}
+	return bin
+}
+
+func TestE2EKubernetesTarget(t *testing.T) {
+	bin := e2eToolchainBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	testStart := time.Now()
+	timed := func(step string, since time.Time) { t.Logf("TIMING %-40s %6.1fs", step, time.Since(since).Seconds()) }
+
+	// The CLI, the provider it starts and anything else must use only what
+	// this test sets up: the toolchain first on PATH, a private PULUMI_HOME and
+	// backend, and no ambient kubeconfig that could point at a real cluster.
+	tmp := t.TempDir()
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("PULUMI_HOME", filepath.Join(tmp, "pulumi-home"))
+	t.Setenv("PULUMI_BACKEND_URL", "file://"+filepath.Join(tmp, "state"))
+	t.Setenv("PULUMI_CONFIG_PASSPHRASE", "e2e-throwaway-passphrase")
+	t.Setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+	t.Setenv("KUBECONFIG", filepath.Join(tmp, "no-ambient-kubeconfig"))
+	for _, dir := range []string{"pulumi-home", "state"} {
+		if err := os.MkdirAll(filepath.Join(tmp, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	step := time.Now()
+	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: bin, Nodes: 2, Dir: filepath.Join(tmp, "cluster"), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cluster.Stop(stopCtx); err != nil {
+			t.Errorf("stop local cluster: %v", err)
+		}
+	})
+	kube, err := kubernetes.NewForConfig(cluster.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed("start local control plane", step)
+
+	// A copy of the model's build context that the test may change, inside a
+	// workspace whose other files are outside the build context.
+	workspaceDir := filepath.Join(tmp, "workspace")
+	modelDir := filepath.Join(workspaceDir, "model")
+	if err := os.CopyFS(modelDir, os.DirFS("model")); err != nil {
+		t.Fatalf("copy model/: %v", err)
+	}
+
+	step = time.Now()
+	stack := e2eStack(ctx, t, map[string]auto.ConfigValue{
+		"mlops:target":      {Value: "kubernetes"},
+		"mlops:kubeconfig":  {Value: string(cluster.Kubeconfig), Secret: true},
+		"mlops:kubeContext": {Value: localcluster.ContextName},
+		"mlops:image":       {Value: e2eImage},
+		"mlops:modelDir":    {Value: modelDir},
+		// A LoadBalancer never gets an address here and the provider would
+		// wait for one.
+		"mlops:serviceType": {Value: "ClusterIP"},
+	})
+	timed("create stack", step)
+
+	var first auto.UpResult
+	var deployment *appsv1.Deployment
+	ok := t.Run("1_up_creates_and_deployment_becomes_available", func(t *testing.T) {
+		step := time.Now()
+		first = e2eUp(ctx, t, stack)
+		timed("1 first up", step)
+		if changes := e2eChanges(first.Summary.ResourceChanges); changes["create"] == 0 || len(changes) != 1 {
+			t.Errorf("first up: want only creates, got %v", changes)
+		}
+		if _, err := kube.CoreV1().Namespaces().Get(ctx, e2eNamespace, metav1.GetOptions{}); err != nil {
+			t.Errorf("namespace %q: %v", e2eNamespace, err)
+		}
+		deployment = e2eTheDeployment(ctx, t, kube)
+		e2eAssertRolledOut(t, deployment)
+		services, err := kube.CoreV1().Services(e2eNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(services.Items) != 1 {
+			t.Fatalf("want exactly one Service in %q, got %v", e2eNamespace, e2eNames(t, services))
+		}
+		if got := services.Items[0].Spec.Type; got != corev1.ServiceTypeClusterIP {
+			t.Errorf("service type %q, want ClusterIP", got)
+		}
+		for _, output := range []string{"endpoint", "modelFingerprint", "image"} {
+			if value, ok := first.Outputs[output]; !ok || value.Value == nil || value.Value == "" {
+				t.Errorf("stack output %q missing or empty: %v", output, first.Outputs)
+			}
+		}
+		if got := first.Outputs["image"].Value; got != e2eImage {
+			t.Errorf("image output %v, want the configured %s", got, e2eImage)
+		}
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	ok = t.Run("2_second_up_and_preview_change_nothing", func(t *testing.T) {
+		step := time.Now()
+		second := e2eUp(ctx, t, stack)
+		timed("2 second up", step)
+		e2eAssertOnlySame(t, "second up", e2eChanges(second.Summary.ResourceChanges))
+		after := e2eTheDeployment(ctx, t, kube)
+		if after.Generation != deployment.Generation {
+			t.Errorf("deployment generation %d -> %d after an up with nothing changed", deployment.Generation, after.Generation)
+		}
+		step = time.Now()
+		e2ePreviewNoChanges(ctx, t, stack, "preview after second up")
+		timed("2 preview", step)
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	ok = t.Run("3_one_byte_of_the_model_rolls_out_once", func(t *testing.T) {
+		before := e2eTheDeployment(ctx, t, kube)
+		replicaSetsBefore := e2eReplicaSets(ctx, t, kube, before)
+		flipOneByte(t, filepath.Join(modelDir, "artifacts", "planets.onnx"))
+
+		step := time.Now()
+		operations := make(chan events.EngineEvent)
+		updated := make(chan []string, 1)
+		go func() { updated <- e2eUpdatedTypes(operations) }()
+		result := e2eUp(ctx, t, stack, optup.EventStreams(operations))
+		timed("3 up after a one-byte model change", step)
+
+		changes := e2eChanges(result.Summary.ResourceChanges)
+		if changes["update"] != 1 || len(changes) != 2 || changes["same"] == 0 {
+			t.Errorf("want exactly one update and the rest same, got %v", changes)
+		}
+		if got := <-updated; !slices.Equal(got, []string{"kubernetes:apps/v1:Deployment"}) {
+			t.Errorf("updated resources: %v, want only the Deployment", got)
+		}
+		if first.Outputs["modelFingerprint"].Value == result.Outputs["modelFingerprint"].Value {
+			t.Errorf("modelFingerprint output unchanged (%v) after a model file changed", result.Outputs["modelFingerprint"].Value)
+		}
+		after := e2eTheDeployment(ctx, t, kube)
+		if after.Generation != before.Generation+1 {
+			t.Errorf("deployment generation %d -> %d, want one rollout", before.Generation, after.Generation)
+		}
+		e2eAssertRolledOut(t, after)
+		if got := e2eReplicaSets(ctx, t, kube, after); len(got) != len(replicaSetsBefore)+1 {
+			t.Errorf("ReplicaSets %v -> %v, want exactly one new", replicaSetsBefore, got)
+		}
+		deployment = after
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	ok = t.Run("4_modes_mtimes_and_files_outside_the_context_change_nothing", func(t *testing.T) {
+		// Permission bits other than the executable bit, mtimes, and files
+		// that are outside the build context or excluded by .dockerignore.
+		// (The executable bit is part of the image, so it is not here.)
+		chmod(t, filepath.Join(modelDir, "main.go"), 0o600)
+		chmod(t, filepath.Join(modelDir, "Dockerfile"), 0o664)
+		longAgo := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+		err := filepath.WalkDir(modelDir, func(path string, entry os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chtimes(path, longAgo, longAgo)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(workspaceDir, "NOTES.md"), "outside the model dir\n")
+		writeFile(t, filepath.Join(workspaceDir, "infra", "extra.go"), "package infra\n")
+		writeFile(t, filepath.Join(modelDir, "internal", "server", "extra_test.go"), "package server\n")
+		writeFile(t, filepath.Join(modelDir, "README.md"), "excluded by .dockerignore\n")
+
+		step := time.Now()
+		e2ePreviewNoChanges(ctx, t, stack, "preview after mode/mtime/outside changes")
+		timed("4 preview", step)
+		step = time.Now()
+		result := e2eUp(ctx, t, stack)
+		timed("4 up", step)
+		e2eAssertOnlySame(t, "up after mode/mtime/outside changes", e2eChanges(result.Summary.ResourceChanges))
+		if after := e2eTheDeployment(ctx, t, kube); after.Generation != deployment.Generation {
+			t.Errorf("deployment generation %d -> %d", deployment.Generation, after.Generation)
+		}
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	t.Run("5_bad_config_fails_preview_naming_the_key_and_changes_nothing", func(t *testing.T) {
+		for _, bad := range []struct{ key, value string }{
+			{"mlops:replicas", "0"},
+			{"mlops:servicePort", "70000"},
+		} {
+			stateBefore := e2eStateURNs(ctx, t, stack)
+			clusterBefore := e2eClusterSnapshot(ctx, t, kube)
+			if err := stack.SetConfig(ctx, bad.key, auto.ConfigValue{Value: bad.value}); err != nil {
+				t.Fatal(err)
+			}
+			step := time.Now()
+			_, previewErr := stack.Preview(ctx)
+			timed("5 preview "+bad.key+"="+bad.value, step)
+			_, upErr := stack.Up(ctx)
+			shortKey := strings.TrimPrefix(bad.key, "mlops:")
+			for what, err := range map[string]error{"preview": previewErr, "up": upErr} {
+				switch {
+				case err == nil:
+					t.Errorf("%s with %s=%s succeeded, want a config error", what, bad.key, bad.value)
+				case !strings.Contains(err.Error(), shortKey):
+					t.Errorf("%s with %s=%s: the error does not name %q:\n%v", what, bad.key, bad.value, shortKey, err)
+				}
+			}
+			if err := stack.RemoveConfig(ctx, bad.key); err != nil {
+				t.Fatal(err)
+			}
+			if got := e2eStateURNs(ctx, t, stack); !slices.Equal(got, stateBefore) {
+				t.Errorf("state changed by a failed %s=%s:\nbefore %v\nafter  %v", bad.key, bad.value, stateBefore, got)
+			}
+			if got := e2eClusterSnapshot(ctx, t, kube); got != clusterBefore {
+				t.Errorf("cluster changed by a failed %s=%s:\nbefore %s\nafter  %s", bad.key, bad.value, clusterBefore, got)
+			}
+		}
+		// And with the key back to its default, nothing is pending.
+		e2ePreviewNoChanges(ctx, t, stack, "preview after restoring the config")
+	})
+	timed("whole e2e (including control plane)", testStart)
+}
+
+// e2eStack creates the stack for the inline program with the project settings
+// of the real Pulumi.yaml, so its config defaults apply, and sets config.
+func e2eStack(ctx context.Context, t *testing.T, config map[string]auto.ConfigValue) auto.Stack {
+	t.Helper()
+	project, err := workspace.LoadProject("Pulumi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack, err := auto.UpsertStackInlineSource(ctx, e2eStackName, project.Name.String(), e2eProgram,
+		auto.Project(*project),
+		auto.WorkDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.SetAllConfig(ctx, config); err != nil {
+		t.Fatal(err)
+	}
+	return stack
+}
+
+// e2eUp runs `up` and fails the test with the CLI's output if it fails.
+func e2eUp(ctx context.Context, t *testing.T, stack auto.Stack, opts ...optup.Option) auto.UpResult {
+	t.Helper()
+	var output bytes.Buffer
+	result, err := stack.Up(ctx, append(opts, optup.ProgressStreams(&output), optup.ErrorProgressStreams(&output))...)
+	if err != nil {
+		t.Fatalf("up failed: %v\n%s", err, output.String())
+	}
+	return result
+}
+
+func e2ePreviewNoChanges(ctx context.Context, t *testing.T, stack auto.Stack, what string) {
+	t.Helper()
+	var output bytes.Buffer
+	result, err := stack.Preview(ctx, optpreview.ExpectNoChanges(), optpreview.ProgressStreams(&output), optpreview.ErrorProgressStreams(&output))
+	if err != nil {
+		t.Fatalf("%s: expected no changes: %v\n%s", what, err, output.String())
+	}
+	changes := map[string]int{}
+	for op, count := range result.ChangeSummary {
+		changes[string(op)] = count
+	}
+	e2eAssertOnlySame(t, what, changes)
+}
+
+// e2eChanges returns the non-zero counts of an update summary.
+func e2eChanges(summary *map[string]int) map[string]int {
+	changes := map[string]int{}
+	if summary != nil {
+		for op, count := range *summary {
+			if count != 0 {
+				changes[op] = count
+			}
+		}
+	}
+	return changes
+}
+
+func e2eAssertOnlySame(t *testing.T, what string, changes map[string]int) {
+	t.Helper()
+	for op, count := range changes {
+		if op != string(apitype.OpSame) && count != 0 {
+			t.Errorf("%s: want only same, got %v", what, changes)
+			return
+		}
+	}
+}
+
+// e2eUpdatedTypes drains an event stream and returns the resource types of
+// the update steps, sorted.
+func e2eUpdatedTypes(stream <-chan events.EngineEvent) []string {
+	var types []string
+	for event := range stream {
+		if event.ResourcePreEvent != nil && event.ResourcePreEvent.Metadata.Op == apitype.OpUpdate {
+			types = append(types, event.ResourcePreEvent.Metadata.Type)
+		}
+	}
+	slices.Sort(types)
+	return types
+}
+
+// e2eTheDeployment returns the one Deployment of the model service.
+func e2eTheDeployment(ctx context.Context, t *testing.T, kube kubernetes.Interface) *appsv1.Deployment {
+	t.Helper()
+	deployments, err := kube.AppsV1().Deployments(e2eNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deployments.Items) != 1 {
+		t.Fatalf("want exactly one Deployment in %q, got %d", e2eNamespace, len(deployments.Items))
+	}
+	return &deployments.Items[0]
+}
+
+func e2eAssertRolledOut(t *testing.T, deployment *appsv1.Deployment) {
+	t.Helper()
+	status := deployment.Status
+	available := false
+	for _, condition := range status.Conditions {
+		if condition.Type == appsv1.DeploymentAvailable {
+			available = condition.Status == corev1.ConditionTrue
+		}
+	}
+	if !available || status.ReadyReplicas != e2eReplicas || status.UpdatedReplicas != e2eReplicas || status.ObservedGeneration != deployment.Generation {
+		t.Errorf("deployment %s not rolled out: available=%v generation=%d status=%+v", deployment.Name, available, deployment.Generation, status)
+	}
+	for _, container := range deployment.Spec.Template.Spec.Containers {
+		if container.Image != e2eImage {
+			t.Errorf("container %s runs %s, want the configured %s", container.Name, container.Image, e2eImage)
+		}
+	}
+}
+
+// e2eReplicaSets returns the names of the ReplicaSets the Deployment owns.
+func e2eReplicaSets(ctx context.Context, t *testing.T, kube kubernetes.Interface, deployment *appsv1.Deployment) []string {
+	t.Helper()
+	replicaSets, err := kube.AppsV1().ReplicaSets(deployment.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, replicaSet := range replicaSets.Items {
+		if owner := metav1.GetControllerOf(&replicaSet); owner != nil && owner.UID == deployment.UID {
+			names = append(names, replicaSet.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// e2eClusterSnapshot summarizes the objects the program manages, with their
+// resource versions, so that any write shows up as a difference.
+func e2eClusterSnapshot(ctx context.Context, t *testing.T, kube kubernetes.Interface) string {
+	t.Helper()
+	var parts []string
+	namespaces, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, "namespaces="+strings.Join(e2eNames(t, namespaces), ","))
+	deployments, err := kube.AppsV1().Deployments(e2eNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range deployments.Items {
+		parts = append(parts, fmt.Sprintf("deployment/%s@%s", d.Name, d.ResourceVersion))
+	}
+	services, err := kube.CoreV1().Services(e2eNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range services.Items {
+		parts = append(parts, fmt.Sprintf("service/%s@%s", s.Name, s.ResourceVersion))
+	}
+	budgets, err := kube.PolicyV1().PodDisruptionBudgets(e2eNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range budgets.Items {
+		parts = append(parts, fmt.Sprintf("pdb/%s@%d", b.Name, b.Generation))
+	}
+	replicaSets, err := kube.AppsV1().ReplicaSets(e2eNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, fmt.Sprintf("replicasets=%d", len(replicaSets.Items)))
+	return strings.Join(parts, " ")
+}
+
+// e2eStateURNs returns the URNs in the stack's state, sorted.
+func e2eStateURNs(ctx context.Context, t *testing.T, stack auto.Stack) []string {
+	t.Helper()
+	exported, err := stack.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deployment apitype.DeploymentV3
+	if err := json.Unmarshal(exported.Deployment, &deployment); err != nil {
+		t.Fatal(err)
+	}
+	var urns []string
+	for _, resource := range deployment.Resources {
+		urns = append(urns, string(resource.URN))
+	}
+	slices.Sort(urns)
+	return urns
+}
+
+// e2eNames returns the sorted names of the items of a list object.
+func e2eNames(t *testing.T, list runtime.Object) []string {
+	t.Helper()
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, item := range items {
+		object, err := meta.Accessor(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, object.GetName())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// flipOneByte changes exactly one byte in the middle of a file.
+func flipOneByte(t *testing.T, path string) {
+	t.Helper()
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(content) == 0 {
+		t.Fatalf("%s is empty", path)
+	}
+	content[len(content)/2] ^= 0x01
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, content, info.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
