@@ -26,10 +26,24 @@ const stagingDir = ".build/model-context"
 
 func main() { pulumi.Run(program) }
 
+// program is the Pulumi program: it declares everything and exports the
+// stack outputs.
 func program(ctx *pulumi.Context) error {
-	cfg, err := config.Load(ctx)
+	outputs, err := deploy(ctx)
 	if err != nil {
 		return err
+	}
+	for name, value := range outputs {
+		ctx.Export(name, value)
+	}
+	return nil
+}
+
+// deploy declares everything and returns the stack outputs.
+func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return nil, err
 	}
 
 	var target *deployTarget
@@ -40,7 +54,7 @@ func program(ctx *pulumi.Context) error {
 		target, err = existingCluster(ctx, cfg)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	image, err := infra.NewModelImage(ctx, "model-image", &infra.ModelImageArgs{
@@ -53,7 +67,7 @@ func program(ctx *pulumi.Context) error {
 		StagingDir:       stagingDir,
 	}, pulumi.DependsOn(target.registryReady))
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	service, err := infra.NewModelService(ctx, "model-service", &infra.ModelServiceArgs{
@@ -62,13 +76,14 @@ func program(ctx *pulumi.Context) error {
 		Fingerprint: cfg.Model.Fingerprint,
 	}, pulumi.Providers(target.kubernetes))
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	ctx.Export("endpoint", service.Endpoint)
-	ctx.Export("modelFingerprint", pulumi.String(cfg.Model.Fingerprint))
-	ctx.Export("image", image.Ref)
-	return nil
+	outputs := target.outputs
+	outputs["endpoint"] = service.Endpoint
+	outputs["modelFingerprint"] = pulumi.String(cfg.Model.Fingerprint)
+	outputs["image"] = image.Ref
+	return outputs, nil
 }
 
 // deployTarget is where the model image goes and where the model runs.
@@ -80,6 +95,8 @@ type deployTarget struct {
 	registryPassword pulumi.StringInput
 	// registryReady is what must exist before an image can be pushed.
 	registryReady []pulumi.Resource
+	// outputs are the target's own stack outputs.
+	outputs pulumi.Map
 }
 
 // gke declares the GCP side: APIs, registry, CI identity and cluster.
@@ -117,13 +134,15 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		return nil, err
 	}
 
-	ctx.Export("clusterName", cluster.Cluster.Name)
-	ctx.Export("kubeconfig", cluster.Kubeconfig)
-	ctx.Export("ciServiceAccountEmail", ci.Account.Email)
-	ctx.Export("workloadIdentityProvider", ci.WorkloadIdentityProvider)
-	ctx.Export("registryUrl", registry.URL)
+	outputs := pulumi.Map{
+		"clusterName":              cluster.Cluster.Name,
+		"kubeconfig":               cluster.Kubeconfig,
+		"ciServiceAccountEmail":    ci.Account.Email,
+		"workloadIdentityProvider": ci.WorkloadIdentityProvider,
+		"registryUrl":              registry.URL,
+	}
 	if cfg.CI.JSONKey {
-		ctx.Export("ciServiceAccountKey", ci.Key)
+		outputs["ciServiceAccountKey"] = ci.Key
 	}
 
 	// The token of whoever runs `pulumi up` (CI's federated identity, or an
@@ -136,6 +155,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		registryUsername: pulumi.String("oauth2accesstoken"),
 		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
 		registryReady:    []pulumi.Resource{registry},
+		outputs:          outputs,
 	}, nil
 }
 
@@ -149,13 +169,15 @@ func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, er
 	if err != nil {
 		return nil, err
 	}
-	ctx.Export("clusterName", pulumi.String(remote.KubeContext))
-	ctx.Export("registryUrl", pulumi.String(remote.Registry))
 	return &deployTarget{
 		kubernetes:       cluster.Provider,
 		repository:       pulumi.String(remote.Registry),
 		registryServer:   pulumi.String(remote.RegistryServer),
 		registryUsername: pulumi.String(remote.RegistryUsername),
 		registryPassword: remote.RegistryPassword,
+		outputs: pulumi.Map{
+			"clusterName": pulumi.String(remote.KubeContext),
+			"registryUrl": pulumi.String(remote.Registry),
+		},
 	}, nil
 }

@@ -1,0 +1,257 @@
+// Package mocktest runs Pulumi programs and components under mocks that
+// answer the way GCP, Docker and Kubernetes do, and records every resource
+// and its exact inputs for the tests to assert on. Mocks stand in only for
+// what cannot run here: the GCP and Docker providers (see e2e_test.go for
+// the real engine and Kubernetes provider).
+package mocktest
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/config"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Realistic values the mocks answer with.
+const (
+	ProjectNumber = "123456789012"
+	AccessToken   = "ya29.mock-access-token"
+	ClusterIP     = "34.65.10.20"
+	ServiceIP     = "34.65.100.7"
+)
+
+// Resource is one registered resource as the engine would see it.
+type Resource struct {
+	Type, Name string
+	Inputs     resource.PropertyMap
+	Custom     bool
+	// Parent and Provider are URNs / provider references, as registered.
+	Parent, Provider string
+	DependsOn        []string
+	IgnoreChanges    []string
+}
+
+// Input returns the input at a dotted path such as "spec.template.metadata",
+// with secrets unwrapped. Missing paths give a null value.
+func (r Resource) Input(path string) resource.PropertyValue {
+	v := resource.NewObjectProperty(r.Inputs)
+	for _, key := range strings.Split(path, ".") {
+		for v.IsSecret() {
+			v = v.SecretValue().Element
+		}
+		if !v.IsObject() {
+			return resource.NewNullProperty()
+		}
+		v = v.ObjectValue()[resource.PropertyKey(key)]
+	}
+	for v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	return v
+}
+
+// Str is Input(path) as a string ("" when absent or not a string).
+func (r Resource) Str(path string) string {
+	v := r.Input(path)
+	if v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+// IsSecret tells whether the input at the top-level key is a secret.
+func (r Resource) IsSecret(key string) bool {
+	return r.Inputs[resource.PropertyKey(key)].IsSecret()
+}
+
+// Mocks implements pulumi.MockResourceMonitor and records what it sees.
+type Mocks struct {
+	mu        sync.Mutex
+	resources []Resource
+	invokes   []string
+}
+
+// Resources returns every registered resource, sorted by type and name.
+func (m *Mocks) Resources() []Resource {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := slices.Clone(m.resources)
+	slices.SortFunc(out, func(a, b Resource) int {
+		return strings.Compare(a.Type+"\x00"+a.Name, b.Type+"\x00"+b.Name)
+	})
+	return out
+}
+
+// OfType returns the registered resources of one type token.
+func (m *Mocks) OfType(typ string) []Resource {
+	var out []Resource
+	for _, r := range m.Resources() {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// One returns the only resource of a type, failing the test otherwise.
+func (m *Mocks) One(t testing.TB, typ string) Resource {
+	t.Helper()
+	found := m.OfType(typ)
+	if len(found) != 1 {
+		t.Fatalf("want exactly one %s, got %d", typ, len(found))
+	}
+	return found[0]
+}
+
+// Invokes returns the tokens of the functions the program called.
+func (m *Mocks) Invokes() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.invokes)
+}
+
+// NewResource records the resource and answers with its inputs plus the
+// outputs the real provider would compute.
+func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	r := Resource{
+		Type: args.TypeToken, Name: args.Name, Inputs: args.Inputs.Copy(),
+		Custom: args.Custom, Provider: args.Provider,
+	}
+	if rpc := args.RegisterRPC; rpc != nil {
+		r.Parent, r.DependsOn, r.IgnoreChanges = rpc.GetParent(), rpc.GetDependencies(), rpc.GetIgnoreChanges()
+	}
+	m.mu.Lock()
+	m.resources = append(m.resources, r)
+	m.mu.Unlock()
+
+	outputs := args.Inputs.Copy()
+	for k, v := range computedOutputs(args.TypeToken, args.Name, args.Inputs) {
+		outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+	}
+	return args.Name + "-id", outputs, nil
+}
+
+// Call answers the provider functions the program invokes.
+func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	m.mu.Lock()
+	m.invokes = append(m.invokes, args.Token)
+	m.mu.Unlock()
+	switch args.Token {
+	case "gcp:organizations/getClientConfig:getClientConfig":
+		return resource.NewPropertyMapFromMap(map[string]any{
+			"id": "mock-client-config", "accessToken": AccessToken,
+			"project": "", "region": "", "zone": "", "defaultLabels": map[string]any{},
+		}), nil
+	case "gcp:organizations/getProject:getProject":
+		return resource.NewPropertyMapFromMap(map[string]any{
+			"number": ProjectNumber, "projectId": args.Args["projectId"].StringValue(),
+		}), nil
+	}
+	return nil, fmt.Errorf("mocktest: no mock for function %s", args.Token)
+}
+
+// computedOutputs are the outputs a provider computes for a resource type.
+func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
+	str := func(k string) string {
+		if v := in[resource.PropertyKey(k)]; v.IsString() {
+			return v.StringValue()
+		}
+		return ""
+	}
+	switch typ {
+	case "gcp:serviceaccount/account:Account":
+		email := fmt.Sprintf("%s@%s.iam.gserviceaccount.com", str("accountId"), str("project"))
+		return map[string]any{
+			"email": email, "member": "serviceAccount:" + email,
+			"name": fmt.Sprintf("projects/%s/serviceAccounts/%s", str("project"), email),
+		}
+	case "gcp:serviceaccount/key:Key":
+		return map[string]any{"privateKey": base64.StdEncoding.EncodeToString([]byte(`{"type":"service_account"}`))}
+	case "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+		return map[string]any{"name": fmt.Sprintf("projects/%s/locations/global/workloadIdentityPools/%s", ProjectNumber, str("workloadIdentityPoolId"))}
+	case "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider":
+		return map[string]any{"name": fmt.Sprintf("projects/%s/locations/global/workloadIdentityPools/%s/providers/%s",
+			ProjectNumber, str("workloadIdentityPoolId"), str("workloadIdentityPoolProviderId"))}
+	case "gcp:artifactregistry/repository:Repository":
+		return map[string]any{
+			"name":        fmt.Sprintf("projects/%s/locations/%s/repositories/%s", str("project"), str("location"), str("repositoryId")),
+			"registryUri": fmt.Sprintf("%s-docker.pkg.dev/%s/%s", str("location"), str("project"), str("repositoryId")),
+		}
+	case "gcp:container/cluster:Cluster":
+		ca := base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n"))
+		return map[string]any{"endpoint": ClusterIP, "masterAuth": map[string]any{"clusterCaCertificate": ca}}
+	case "docker:index/image:Image":
+		// A pushed image's digest, different for every tag, as a registry gives.
+		imageName := str("imageName")
+		repo := imageName[:strings.LastIndex(imageName, ":")]
+		return map[string]any{"repoDigest": fmt.Sprintf("%s@sha256:%x", repo, sha256.Sum256([]byte(imageName)))}
+	case "kubernetes:core/v1:Service":
+		spec := in["spec"]
+		if spec.IsObject() && spec.ObjectValue()["type"].IsString() && spec.ObjectValue()["type"].StringValue() == "LoadBalancer" {
+			return map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": []any{map[string]any{"ip": ServiceIP}}}}}
+		}
+	}
+	return nil
+}
+
+// Run runs body under the mocks with the given stack configuration
+// (full keys such as "mlops:replicas"); secretKeys are set as secrets.
+func (m *Mocks) Run(body pulumi.RunFunc, cfg map[string]string, secretKeys ...string) error {
+	return pulumi.RunErr(body, pulumi.WithMocks("mlops", "dev", m), func(info *pulumi.RunInfo) {
+		info.Config = cfg
+		info.ConfigSecretKeys = secretKeys
+	})
+}
+
+// StackConfig is the configuration of stack "dev" as the CLI would pass it:
+// the defaults declared in root/Pulumi.yaml, then root/Pulumi.dev.yaml, then
+// overrides. An override of "" removes the key.
+func StackConfig(t testing.TB, root string, overrides map[string]string) map[string]string {
+	t.Helper()
+	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
+	if err != nil {
+		t.Fatalf("loading Pulumi.yaml: %v", err)
+	}
+	cfg := map[string]string{}
+	for key, decl := range project.Config {
+		full := key
+		if !strings.Contains(key, ":") {
+			full = project.Name.String() + ":" + key
+		}
+		switch d := decl.Default.(type) {
+		case nil:
+		case string:
+			cfg[full] = d
+		default:
+			cfg[full] = fmt.Sprint(d)
+		}
+	}
+	stack, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi.dev.yaml"))
+	if err != nil {
+		t.Fatalf("loading Pulumi.dev.yaml: %v", err)
+	}
+	for key, value := range stack.Config {
+		v, err := value.Value(config.NopDecrypter)
+		if err != nil {
+			t.Fatalf("Pulumi.dev.yaml %s: %v", key, err)
+		}
+		cfg[key.String()] = v
+	}
+	for key, value := range overrides {
+		if value == "" {
+			delete(cfg, key)
+		} else {
+			cfg[key] = value
+		}
+	}
+	return cfg
+}

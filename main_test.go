@@ -1,0 +1,357 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+const testProject = "planets-mlops-dev"
+
+// projectCopy is a copy of the repository's model/ in a temporary project
+// directory, so a test can change it, with the stack configuration of a
+// user who followed the README.
+type projectCopy struct {
+	root, modelDir string
+	config         map[string]string
+}
+
+func newWorkspace(t *testing.T, overrides map[string]string) *projectCopy {
+	t.Helper()
+	root := t.TempDir()
+	w := &projectCopy{root: root, modelDir: filepath.Join(root, "model")}
+	if err := os.CopyFS(w.modelDir, os.DirFS("model")); err != nil {
+		t.Fatalf("copying model/: %v", err)
+	}
+	base := map[string]string{
+		"gcp:project":        testProject,
+		"mlops:ciRepository": "acme/planets",
+		"mlops:modelDir":     w.modelDir,
+	}
+	for k, v := range overrides {
+		base[k] = v
+	}
+	w.config = mocktest.StackConfig(t, ".", base)
+	return w
+}
+
+// run runs the program in the workspace and returns what it declared and
+// its stack outputs.
+func (w *projectCopy) run(t *testing.T) (*mocktest.Mocks, map[string]any) {
+	t.Helper()
+	t.Chdir(w.root) // the program stages its build context relative to the project
+	mocks := &mocktest.Mocks{}
+	outputs := map[string]any{}
+	err := mocks.Run(func(ctx *pulumi.Context) error {
+		declared, err := deploy(ctx)
+		if err != nil {
+			return err
+		}
+		resolved := make(chan map[string]any, 1)
+		declared.ToMapOutput().ApplyT(func(m map[string]any) error {
+			resolved <- m
+			return nil
+		})
+		select {
+		case m := <-resolved:
+			maps.Copy(outputs, m)
+			return nil
+		case <-time.After(time.Minute):
+			return errors.New("stack outputs did not resolve within a minute")
+		}
+	}, w.config)
+	if err != nil {
+		t.Fatalf("program failed: %v", err)
+	}
+	return mocks, outputs
+}
+
+func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
+	w := newWorkspace(t, nil)
+	mocks, outputs := w.run(t)
+
+	counts := map[string]int{}
+	for _, r := range mocks.Resources() {
+		counts[r.Type]++
+	}
+	want := map[string]int{
+		"mlops:infra:ProjectAPIs":                                           1,
+		"mlops:infra:ModelRegistry":                                         1,
+		"mlops:infra:CIIdentity":                                            1,
+		"mlops:infra:GKECluster":                                            1,
+		"mlops:infra:ModelImage":                                            1,
+		"mlops:infra:ModelService":                                          1,
+		"gcp:projects/service:Service":                                      6,
+		"gcp:artifactregistry/repository:Repository":                        1,
+		"gcp:artifactregistry/repositoryIamMember:RepositoryIamMember":      2,
+		"gcp:serviceaccount/account:Account":                                2,
+		"gcp:serviceaccount/iAMMember:IAMMember":                            1,
+		"gcp:projects/iAMMember:IAMMember":                                  2,
+		"gcp:iam/workloadIdentityPool:WorkloadIdentityPool":                 1,
+		"gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": 1,
+		"gcp:container/cluster:Cluster":                                     1,
+		"gcp:container/nodePool:NodePool":                                   1,
+		"pulumi:providers:kubernetes":                                       1,
+		"docker:index/image:Image":                                          1,
+		"kubernetes:core/v1:Namespace":                                      1,
+		"kubernetes:apps/v1:Deployment":                                     1,
+		"kubernetes:core/v1:Service":                                        1,
+		"kubernetes:policy/v1:PodDisruptionBudget":                          1,
+	}
+	for typ, n := range want {
+		if counts[typ] != n {
+			t.Errorf("%s: declared %d, want %d", typ, counts[typ], n)
+		}
+	}
+	for typ := range counts {
+		if _, ok := want[typ]; !ok {
+			t.Errorf("unexpected resource type %s", typ)
+		}
+	}
+
+	// The workloads go through the cluster's provider, never an ambient one.
+	for _, typ := range []string{"kubernetes:core/v1:Namespace", "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service", "kubernetes:policy/v1:PodDisruptionBudget"} {
+		if p := mocks.One(t, typ).Provider; !strings.Contains(p, "pulumi:providers:kubernetes::cluster-k8s") {
+			t.Errorf("%s uses provider %q, want the cluster's", typ, p)
+		}
+	}
+
+	image := mocks.One(t, "docker:index/image:Image")
+	deployment := mocks.One(t, "kubernetes:apps/v1:Deployment")
+	fp := outputs["modelFingerprint"].(string)
+	if got, want := image.Str("imageName"), "europe-west6-docker.pkg.dev/"+testProject+"/mlops/planet-classifier:"+fp; got != want {
+		t.Errorf("imageName = %q, want %q", got, want)
+	}
+	digestRef := outputs["image"].(string)
+	if !strings.HasPrefix(digestRef, "europe-west6-docker.pkg.dev/"+testProject+"/mlops/planet-classifier@sha256:") {
+		t.Errorf("image output %q is not the pushed image by digest", digestRef)
+	}
+	containers := deployment.Input("spec.template.spec.containers").ArrayValue()
+	if got := containers[0].ObjectValue()["image"].StringValue(); got != digestRef {
+		t.Errorf("Deployment runs %q, want the image by digest %q", got, digestRef)
+	}
+	if got := deployment.Input("spec.template.metadata.annotations").ObjectValue()["mlops.planets/model-fingerprint"].StringValue(); got != fp {
+		t.Errorf("pod template fingerprint annotation = %q, want %q", got, fp)
+	}
+
+	wantOutputs := map[string]any{
+		"endpoint":                 "http://" + mocktest.ServiceIP + ":8080",
+		"clusterName":              "mlops-kubernetes",
+		"ciServiceAccountEmail":    "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
+		"workloadIdentityProvider": "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/mlops-ci-pool/providers/github",
+		"registryUrl":              "europe-west6-docker.pkg.dev/" + testProject + "/mlops",
+	}
+	for k, v := range wantOutputs {
+		if outputs[k] != v {
+			t.Errorf("output %s = %v, want %v", k, outputs[k], v)
+		}
+	}
+	if kubeconfig, _ := outputs["kubeconfig"].(string); !strings.Contains(kubeconfig, "gke-gcloud-auth-plugin") {
+		t.Errorf("kubeconfig output does not use gke-gcloud-auth-plugin:\n%s", kubeconfig)
+	}
+	if _, ok := outputs["ciServiceAccountKey"]; ok {
+		t.Errorf("a JSON key was exported although ciJsonKey is false")
+	}
+}
+
+// forbiddenRoles can grant roles, create keys or do anything at all.
+var forbiddenRoles = []string{
+	"roles/owner", "roles/editor",
+	"roles/iam.securityAdmin", "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountKeyAdmin",
+	"roles/iam.workloadIdentityPoolAdmin", "roles/resourcemanager.projectIamAdmin",
+	"roles/artifactregistry.admin", "roles/container.admin", "roles/storage.admin",
+}
+
+func TestRolesGrantedAreExactlyTheIntendedOnes(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state"})
+	mocks, _ := w.run(t)
+
+	ci := "serviceAccount:mlops-ci@" + testProject + ".iam.gserviceaccount.com"
+	nodes := "serviceAccount:mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com"
+	repo := "projects/" + testProject + "/locations/europe-west6/repositories/mlops"
+	want := []string{
+		"project " + testProject + " roles/container.developer " + ci,
+		"repository " + repo + " roles/artifactregistry.writer " + ci,
+		"bucket planets-pulumi-state roles/storage.objectUser " + ci,
+		"project " + testProject + " roles/container.defaultNodeServiceAccount " + nodes,
+		"repository " + repo + " roles/artifactregistry.reader " + nodes,
+		"serviceAccount projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com roles/iam.workloadIdentityUser " +
+			"principalSet://iam.googleapis.com/projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/mlops-ci-pool/attribute.repository/acme/planets",
+	}
+	var got []string
+	for _, r := range mocks.Resources() {
+		role := r.Str("role")
+		if role == "" {
+			continue
+		}
+		for _, bad := range forbiddenRoles {
+			if role == bad {
+				t.Errorf("%s grants the forbidden role %s", r.Name, role)
+			}
+		}
+		switch {
+		case r.Str("repository") != "":
+			got = append(got, "repository "+r.Str("repository")+" "+role+" "+r.Str("member"))
+		case r.Str("bucket") != "":
+			got = append(got, "bucket "+r.Str("bucket")+" "+role+" "+r.Str("member"))
+		case r.Str("serviceAccountId") != "":
+			got = append(got, "serviceAccount "+r.Str("serviceAccountId")+" "+role+" "+r.Str("member"))
+		default:
+			got = append(got, "project "+r.Str("project")+" "+role+" "+r.Str("member"))
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("grants:\n  got  %s\n  want %s", strings.Join(got, "\n       "), strings.Join(want, "\n       "))
+	}
+}
+
+func TestKubernetesTargetDeclaresNothingOnGCP(t *testing.T) {
+	const prebuilt = "registry.example.com/planets/model@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	w := newWorkspace(t, map[string]string{
+		"mlops:target":      "kubernetes",
+		"mlops:image":       prebuilt,
+		"mlops:kubeconfig":  "apiVersion: v1\nkind: Config\n",
+		"mlops:kubeContext": "kind-mlops",
+		"mlops:serviceType": "ClusterIP",
+		"gcp:project":       "",
+	})
+	mocks, outputs := w.run(t)
+	for _, r := range mocks.Resources() {
+		if strings.HasPrefix(r.Type, "gcp:") || strings.HasPrefix(r.Type, "docker:") {
+			t.Errorf("target kubernetes declared %s %s", r.Type, r.Name)
+		}
+	}
+	provider := mocks.One(t, "pulumi:providers:kubernetes")
+	if !provider.IsSecret("kubeconfig") {
+		t.Errorf("the provider's kubeconfig is not a secret")
+	}
+	if got := provider.Str("context"); got != "kind-mlops" {
+		t.Errorf("provider context = %q", got)
+	}
+	deployment := mocks.One(t, "kubernetes:apps/v1:Deployment")
+	if got := deployment.Input("spec.template.spec.containers").ArrayValue()[0].ObjectValue()["image"].StringValue(); got != prebuilt {
+		t.Errorf("Deployment runs %q, want the prebuilt %q", got, prebuilt)
+	}
+	if got := deployment.Input("spec.template.metadata.annotations").ObjectValue()["mlops.planets/model-fingerprint"].StringValue(); got != outputs["modelFingerprint"] || got == "" {
+		t.Errorf("fingerprint annotation %q, want the fingerprint of modelDir %v", got, outputs["modelFingerprint"])
+	}
+	if outputs["endpoint"] != "http://planet-classifier.live.svc.cluster.local:8080" {
+		t.Errorf("endpoint = %v", outputs["endpoint"])
+	}
+}
+
+// inputsByResource is every declared resource's inputs, keyed by type and name.
+func inputsByResource(mocks *mocktest.Mocks) map[string]resource.PropertyMap {
+	out := map[string]resource.PropertyMap{}
+	for _, r := range mocks.Resources() {
+		out[r.Type+"::"+r.Name] = r.Inputs
+	}
+	return out
+}
+
+// changedResources lists the resources whose inputs differ between two runs.
+func changedResources(before, after map[string]resource.PropertyMap) []string {
+	var changed []string
+	for key, in := range before {
+		if other, ok := after[key]; !ok || !in.DeepEquals(other) {
+			changed = append(changed, key)
+		}
+	}
+	for key := range after {
+		if _, ok := before[key]; !ok {
+			changed = append(changed, key)
+		}
+	}
+	slices.Sort(changed)
+	return changed
+}
+
+func TestSameTreeDeclaresTheSameInputs(t *testing.T) {
+	w := newWorkspace(t, nil)
+	first, _ := w.run(t)
+	second, _ := w.run(t)
+	if changed := changedResources(inputsByResource(first), inputsByResource(second)); len(changed) > 0 {
+		t.Fatalf("two runs on the same tree differ in: %v", changed)
+	}
+}
+
+func TestOneByteOfModelChangesOnlyImageAndDeployment(t *testing.T) {
+	w := newWorkspace(t, nil)
+	before, beforeOut := w.run(t)
+
+	model := filepath.Join(w.modelDir, "artifacts", "planets.onnx")
+	data, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0x01
+	if err := os.WriteFile(model, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, afterOut := w.run(t)
+
+	want := []string{"docker:index/image:Image::model-image", "kubernetes:apps/v1:Deployment::model-service"}
+	if changed := changedResources(inputsByResource(before), inputsByResource(after)); !slices.Equal(changed, want) {
+		t.Fatalf("one byte of the model changed %v, want exactly %v", changed, want)
+	}
+	if beforeOut["modelFingerprint"] == afterOut["modelFingerprint"] {
+		t.Fatalf("the fingerprint did not change")
+	}
+}
+
+func TestFileModesMtimesAndOtherFilesChangeNothing(t *testing.T) {
+	w := newWorkspace(t, nil)
+	before, _ := w.run(t)
+
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	err := filepath.WalkDir(w.modelDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		// Another umask: group and other lose read, the exec bit stays.
+		if err := os.Chmod(path, info.Mode().Perm()&^0o077); err != nil {
+			return err
+		}
+		return os.Chtimes(path, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.root, "NOTES.md"), []byte("not part of the model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := w.run(t)
+	if changed := changedResources(inputsByResource(before), inputsByResource(after)); len(changed) > 0 {
+		t.Fatalf("modes, mtimes and files outside the model changed %v", changed)
+	}
+}
+
+func TestBadConfigDeclaresNothing(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"mlops:replicas": "0"})
+	t.Chdir(w.root)
+	mocks := &mocktest.Mocks{}
+	err := mocks.Run(program, w.config)
+	if err == nil || !strings.Contains(err.Error(), `mlops:replicas: got "0"`) {
+		t.Fatalf("program error = %v, want one naming mlops:replicas", err)
+	}
+	if declared := mocks.Resources(); len(declared) > 0 {
+		t.Fatalf("a bad config still declared %d resources, first %s", len(declared), declared[0].Type)
+	}
+}
