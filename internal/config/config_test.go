@@ -1,0 +1,160 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+// load runs Load under mocks with the dev stack's configuration plus overrides.
+func load(t *testing.T, overrides map[string]string) (*Config, error) {
+	t.Helper()
+	modelDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(modelDir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{
+		"gcp:project":        "planets-mlops-dev",
+		"mlops:ciRepository": "acme/planets",
+		"mlops:modelDir":     modelDir,
+	}
+	for k, v := range overrides {
+		base[k] = v
+	}
+	var loaded *Config
+	var loadErr error
+	err := (&mocktest.Mocks{}).Run(func(ctx *pulumi.Context) error {
+		loaded, loadErr = Load(ctx)
+		return nil
+	}, mocktest.StackConfig(t, "../..", base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loaded, loadErr
+}
+
+func TestDevStackLoadsWithTheGuidesDefaults(t *testing.T) {
+	c, err := load(t, nil)
+	if err != nil {
+		t.Fatalf("the dev stack does not load: %v", err)
+	}
+	if c.Target != TargetGKE || c.GCP.Zone != "europe-west6-a" || c.GCP.MachineType != "e2-standard-2" ||
+		c.GCP.NodeCount != 2 || c.GCP.ClusterName != "mlops-kubernetes" || c.Serve.Namespace != "live" ||
+		c.Serve.Port != 8080 || c.Serve.Type != "LoadBalancer" || c.GCP.DeletionProtection {
+		t.Errorf("dev stack = %+v", c)
+	}
+	if len(c.Model.Fingerprint) != 64 {
+		t.Errorf("fingerprint %q", c.Model.Fingerprint)
+	}
+}
+
+func TestBadValuesAreNamedWithWhatIsExpected(t *testing.T) {
+	tests := []struct {
+		key, value string
+		want       string
+	}{
+		{"mlops:target", "aws", `mlops:target: got "aws"; expected one of gke, kubernetes`},
+		{"gcp:project", "", "gcp:project: not set; expected your GCP project id"},
+		{"gcp:project", "My_Project", `gcp:project: got "My_Project"; expected a GCP project id`},
+		{"mlops:region", "europe west6", `mlops:region: got "europe west6"; expected a GCP region`},
+		{"mlops:zone", "us-central1-a", `mlops:zone: got "us-central1-a"; expected a zone of region europe-west6, such as europe-west6-a`},
+		{"mlops:clusterName", "MLOps_Cluster", `mlops:clusterName: got "MLOps_Cluster"; expected lowercase letters`},
+		{"mlops:clusterName", strings.Repeat("a", 41), "expected lowercase letters, digits and hyphens, starting with a letter, at most 40 characters"},
+		{"mlops:nodeCount", "0", `mlops:nodeCount: got "0"; expected a whole number of at least 1`},
+		{"mlops:nodeCount", "two", `mlops:nodeCount: got "two"; expected a whole number of at least 1`},
+		{"mlops:releaseChannel", "LATEST", `mlops:releaseChannel: got "LATEST"; expected one of RAPID, REGULAR, STABLE, EXTENDED`},
+		{"mlops:autopilot", "yes please", `mlops:autopilot: got "yes please"; expected true or false`},
+		{"mlops:repositoryId", "Models", `mlops:repositoryId: got "Models"; expected lowercase letters`},
+		{"mlops:keepImages", "0", `mlops:keepImages: got "0"; expected a whole number of at least 1`},
+		{"mlops:ciServiceAccountId", "ci", `mlops:ciServiceAccountId: got "ci"; expected 6-30 lowercase letters`},
+		{"mlops:ciPlatform", "jenkins", `mlops:ciPlatform: got "jenkins"; expected one of github, gitlab, none`},
+		{"mlops:ciRepository", "", `mlops:ciRepository: got ""; expected the GitHub repository allowed to deploy, as owner/repo`},
+		{"mlops:ciRepository", "https://github.com/acme/planets", `expected the GitHub repository allowed to deploy, as owner/repo`},
+		{"mlops:stateBucket", "gs://state", `mlops:stateBucket: got "gs://state"; expected a GCS bucket name (without gs://)`},
+		{"mlops:replicas", "0", `mlops:replicas: got "0"; expected a whole number of at least 1`},
+		{"mlops:servicePort", "70000", `mlops:servicePort: got "70000"; expected a port number from 1 to 65535`},
+		{"mlops:servicePort", "http", `mlops:servicePort: got "http"; expected a port number from 1 to 65535`},
+		{"mlops:serviceType", "Ingress", `mlops:serviceType: got "Ingress"; expected one of LoadBalancer, NodePort, ClusterIP`},
+		{"mlops:namespace", "Live", `mlops:namespace: got "Live"; expected a DNS label`},
+		{"mlops:appName", "planet_classifier", `mlops:appName: got "planet_classifier"; expected a DNS label`},
+		{"mlops:cpuRequest", "a lot", `mlops:cpuRequest: got "a lot"; expected a positive Kubernetes quantity`},
+		{"mlops:memoryLimit", "256MB", `mlops:memoryLimit: got "256MB"; expected a positive Kubernetes quantity`},
+		{"mlops:memoryLimit", "64Mi", `mlops:memoryLimit: got "64Mi"; expected at least memoryRequest (128Mi)`},
+		{"mlops:platform", "windows/amd64", `mlops:platform: got "windows/amd64"; expected linux/amd64 or linux/arm64`},
+		{"mlops:image", "ghcr.io/acme/planets:latest", `mlops:image: got "ghcr.io/acme/planets:latest"; expected an image reference pinned by digest`},
+		{"mlops:modelDir", "/nonexistent/model", `mlops:modelDir: model build context "/nonexistent/model" does not exist`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			_, err := load(t, map[string]string{tt.key: tt.value})
+			if err == nil {
+				t.Fatalf("%s=%q was accepted", tt.key, tt.value)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error does not say %q:\n%v", tt.want, err)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid configuration, nothing was changed:") {
+				t.Fatalf("error does not say nothing was changed:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestGitLabNeedsAGroupProjectAndAnHTTPSInstance(t *testing.T) {
+	_, err := load(t, map[string]string{
+		"mlops:ciPlatform":   "gitlab",
+		"mlops:ciRepository": "planets",
+		"mlops:gitlabUrl":    "http://gitlab.example.com",
+	})
+	for _, want := range []string{
+		`mlops:ciRepository: got "planets"; expected the GitLab project allowed to deploy, as group/project`,
+		`mlops:gitlabUrl: got "http://gitlab.example.com"; expected the https URL of the GitLab instance`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	c, err := load(t, map[string]string{
+		"mlops:ciPlatform":   "gitlab",
+		"mlops:ciRepository": "data-science/planets",
+		"mlops:gitlabUrl":    "https://gitlab.example.com/",
+	})
+	if err != nil {
+		t.Fatalf("a valid GitLab setup was refused: %v", err)
+	}
+	if c.CI.GitLabURL != "https://gitlab.example.com" {
+		t.Errorf("gitlabUrl kept its trailing slash: %q", c.CI.GitLabURL)
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	_, err := load(t, map[string]string{"mlops:replicas": "0", "mlops:servicePort": "0", "mlops:zone": "mars-1a"})
+	for _, key := range []string{"mlops:replicas", "mlops:servicePort", "mlops:zone"} {
+		if err == nil || !strings.Contains(err.Error(), key+":") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+}
+
+func TestKubernetesTargetNeedsARegistryOrAnImage(t *testing.T) {
+	_, err := load(t, map[string]string{"mlops:target": "kubernetes", "gcp:project": ""})
+	if err == nil || !strings.Contains(err.Error(), `mlops:registry: got ""; expected the registry repository to push the model image to`) {
+		t.Fatalf("error = %v", err)
+	}
+	_, err = load(t, map[string]string{"mlops:target": "kubernetes", "mlops:registry": "localhost:5001/planets:v1"})
+	if err == nil || !strings.Contains(err.Error(), "expected a repository without tag or digest") {
+		t.Fatalf("error = %v", err)
+	}
+	c, err := load(t, map[string]string{"mlops:target": "kubernetes", "mlops:registry": "localhost:5001/planets", "gcp:project": ""})
+	if err != nil {
+		t.Fatalf("a valid existing-cluster stack was refused: %v", err)
+	}
+	if c.Remote.RegistryServer != "localhost:5001" || c.Remote.Kubeconfig != nil {
+		t.Errorf("existing cluster = %+v", c.Remote)
+	}
+}
