@@ -1,0 +1,133 @@
+package infra
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+func declareCluster(t *testing.T, gcp config.GCP) (*mocktest.Mocks, string) {
+	t.Helper()
+	var kubeconfig string
+	mocks := declare(t, func(ctx *pulumi.Context) error {
+		repo, err := artifactregistry.NewRepository(ctx, "repo", &artifactregistry.RepositoryArgs{
+			Project: pulumi.String(testProject), Location: pulumi.String("europe-west6"),
+			RepositoryId: pulumi.String("mlops"), Format: pulumi.String("DOCKER"),
+		})
+		if err != nil {
+			return err
+		}
+		cluster, err := NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: gcp, Repository: repo})
+		if err != nil {
+			return err
+		}
+		if !pulumi.IsSecret(cluster.Kubeconfig) {
+			t.Errorf("the kubeconfig output is not a secret")
+		}
+		kubeconfig = resolve[string](t, cluster.Kubeconfig)
+		return nil
+	})
+	return mocks, kubeconfig
+}
+
+func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
+	mocks, _ := declareCluster(t, devGCP)
+	cluster := mocks.One(t, "gcp:container/cluster:Cluster")
+	for path, want := range map[string]string{
+		"name": "mlops-kubernetes", "location": "europe-west6-a", "project": testProject,
+		"releaseChannel.channel":              "REGULAR",
+		"workloadIdentityConfig.workloadPool": testProject + ".svc.id.goog",
+		"nodeConfig.serviceAccount":           "mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com",
+	} {
+		if got := cluster.Str(path); got != want {
+			t.Errorf("cluster %s = %q, want %q", path, got, want)
+		}
+	}
+	if !cluster.Input("removeDefaultNodePool").BoolValue() || cluster.Input("deletionProtection").BoolValue() {
+		t.Errorf("removeDefaultNodePool %v, deletionProtection %v", cluster.Input("removeDefaultNodePool"), cluster.Input("deletionProtection"))
+	}
+	if cluster.Input("enableAutopilot").IsBool() {
+		t.Errorf("a Standard cluster sets enableAutopilot")
+	}
+
+	pool := mocks.One(t, "gcp:container/nodePool:NodePool")
+	for path, want := range map[string]string{
+		"location": "europe-west6-a", "cluster": "mlops-kubernetes",
+		"nodeConfig.machineType":                 "e2-standard-2",
+		"nodeConfig.serviceAccount":              "mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com",
+		"nodeConfig.workloadMetadataConfig.mode": "GKE_METADATA",
+	} {
+		if got := pool.Str(path); got != want {
+			t.Errorf("node pool %s = %q, want %q", path, got, want)
+		}
+	}
+	if n := pool.Input("nodeCount").NumberValue(); n != 2 {
+		t.Errorf("node count %v", n)
+	}
+	if !pool.Input("management.autoRepair").BoolValue() || !pool.Input("management.autoUpgrade").BoolValue() {
+		t.Errorf("node pool is not auto-repaired and auto-upgraded")
+	}
+
+	roles := map[string]string{}
+	for _, r := range mocks.Resources() {
+		if r.Str("role") != "" {
+			roles[r.Str("role")] = r.Str("member")
+		}
+	}
+	nodes := "serviceAccount:mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com"
+	if len(roles) != 2 || roles["roles/container.defaultNodeServiceAccount"] != nodes || roles["roles/artifactregistry.reader"] != nodes {
+		t.Errorf("node roles %v", roles)
+	}
+}
+
+func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
+	mocks, kubeconfig := declareCluster(t, devGCP)
+	provider := mocks.One(t, "pulumi:providers:kubernetes")
+	if got, want := provider.Str("clusterIdentifier"), "gke_"+testProject+"_europe-west6-a_mlops-kubernetes"; got != want {
+		t.Errorf("clusterIdentifier = %q, want %q", got, want)
+	}
+	if !provider.IsSecret("kubeconfig") || provider.Str("kubeconfig") != kubeconfig {
+		t.Errorf("the provider does not get the secret kubeconfig")
+	}
+
+	parsed, err := clientcmd.Load([]byte(kubeconfig))
+	if err != nil {
+		t.Fatalf("kubeconfig does not parse: %v\n%s", err, kubeconfig)
+	}
+	name := parsed.CurrentContext
+	if server := parsed.Clusters[name].Server; server != "https://"+mocktest.ClusterIP {
+		t.Errorf("server %q", server)
+	}
+	if !strings.Contains(string(parsed.Clusters[name].CertificateAuthorityData), "BEGIN CERTIFICATE") {
+		t.Errorf("no CA certificate")
+	}
+	user := parsed.AuthInfos[name]
+	if user.Exec == nil || user.Exec.Command != "gke-gcloud-auth-plugin" || !user.Exec.ProvideClusterInfo {
+		t.Errorf("user does not authenticate with gke-gcloud-auth-plugin: %+v", user)
+	}
+	if user.Token != "" || user.TokenFile != "" || len(user.ClientKeyData) > 0 || strings.Contains(kubeconfig, mocktest.AccessToken) {
+		t.Errorf("the kubeconfig holds a credential")
+	}
+}
+
+func TestGKEAutopilotIsRegionalWithoutANodePool(t *testing.T) {
+	gcp := devGCP
+	gcp.Autopilot = true
+	mocks, _ := declareCluster(t, gcp)
+	cluster := mocks.One(t, "gcp:container/cluster:Cluster")
+	if !cluster.Input("enableAutopilot").BoolValue() || cluster.Str("location") != "europe-west6" {
+		t.Errorf("autopilot %v in %q", cluster.Input("enableAutopilot"), cluster.Str("location"))
+	}
+	if sa := cluster.Str("clusterAutoscaling.autoProvisioningDefaults.serviceAccount"); sa != "mlops-kubernetes-nodes@"+testProject+".iam.gserviceaccount.com" {
+		t.Errorf("autopilot nodes run as %q", sa)
+	}
+	if n := len(mocks.OfType("gcp:container/nodePool:NodePool")); n != 0 {
+		t.Errorf("%d node pools with autopilot", n)
+	}
+}

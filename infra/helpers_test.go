@@ -1,0 +1,49 @@
+package infra
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+const testProject = "planets-mlops-dev"
+
+// declare runs body under mocks and returns what it declared.
+func declare(t *testing.T, body func(ctx *pulumi.Context) error) *mocktest.Mocks {
+	t.Helper()
+	mocks := &mocktest.Mocks{}
+	if err := mocks.Run(body, map[string]string{}); err != nil {
+		t.Fatalf("declaring: %v", err)
+	}
+	return mocks
+}
+
+// requireParented fails unless every custom resource is a child of the one
+// component of type component.
+func requireParented(t *testing.T, mocks *mocktest.Mocks, component string) {
+	t.Helper()
+	mocks.One(t, component)
+	for _, r := range mocks.Resources() {
+		if r.Custom && !strings.Contains(r.Parent, "::"+component+"::") && !strings.Contains(r.Parent, "$"+component+"::") {
+			t.Errorf("%s %s is not parented to the %s (parent %q)", r.Type, r.Name, component, r.Parent)
+		}
+	}
+}
+
+// resolve waits for an output's value inside a program body.
+func resolve[T any](t *testing.T, out pulumi.Output) T {
+	t.Helper()
+	ch := make(chan any, 1)
+	out.ApplyT(func(v any) any { ch <- v; return v })
+	return (<-ch).(T)
+}
+
+var devGCP = config.GCP{
+	Project: testProject, Region: "europe-west6", Zone: "europe-west6-a",
+	ClusterName: "mlops-kubernetes", MachineType: "e2-standard-2", NodeCount: 2,
+	ReleaseChannel: "REGULAR", RepositoryID: "mlops", KeepImages: 10,
+}

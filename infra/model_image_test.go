@@ -1,0 +1,102 @@
+package infra
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+// testModel is a small build context and its fingerprint.
+func testModel(t *testing.T) config.Model {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"Dockerfile": "FROM scratch\nCOPY model.onnx /\n", "model.onnx": "weights"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := config.Model{Dir: dir, Platform: "linux/amd64"}
+	fp, err := fingerprint.Compute(context.Background(), dir, m.BuildInputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Fingerprint = fp
+	return m
+}
+
+func declareImage(t *testing.T, model config.Model) (*mocktest.Mocks, string) {
+	t.Helper()
+	t.Chdir(t.TempDir()) // the staging dir is relative to the project
+	var ref string
+	mocks := declare(t, func(ctx *pulumi.Context) error {
+		image, err := NewModelImage(ctx, "model-image", &ModelImageArgs{
+			Model:            model,
+			Name:             "planet-classifier",
+			Repository:       pulumi.String("europe-west6-docker.pkg.dev/" + testProject + "/mlops"),
+			RegistryServer:   pulumi.String("europe-west6-docker.pkg.dev"),
+			RegistryUsername: pulumi.String("oauth2accesstoken"),
+			RegistryPassword: pulumi.String(mocktest.AccessToken),
+			StagingDir:       ".build/model-context",
+		})
+		if err != nil {
+			return err
+		}
+		ref = resolve[string](t, image.Ref)
+		return nil
+	})
+	return mocks, ref
+}
+
+func TestModelImageIsTaggedWithTheFingerprintAndBuiltFromTheStagedContext(t *testing.T) {
+	model := testModel(t)
+	mocks, ref := declareImage(t, model)
+	requireParented(t, mocks, "mlops:infra:ModelImage")
+	image := mocks.One(t, "docker:index/image:Image")
+	repo := "europe-west6-docker.pkg.dev/" + testProject + "/mlops/planet-classifier"
+	for path, want := range map[string]string{
+		"imageName":         repo + ":" + model.Fingerprint,
+		"build.context":     ".build/model-context",
+		"build.dockerfile":  ".build/model-context/Dockerfile",
+		"build.platform":    "linux/amd64",
+		"registry.server":   "europe-west6-docker.pkg.dev",
+		"registry.username": "oauth2accesstoken",
+		"registry.password": mocktest.AccessToken,
+	} {
+		if got := image.Str(path); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	if !image.Input("registry").IsSecret() && !image.Inputs["registry"].ObjectValue()["password"].IsSecret() {
+		t.Errorf("the registry token is not a secret")
+	}
+	if !strings.HasPrefix(ref, repo+"@sha256:") {
+		t.Errorf("Ref %q is not the pushed image by digest", ref)
+	}
+	staged, err := os.ReadFile(filepath.Join(".build", "model-context", "model.onnx"))
+	if err != nil || string(staged) != "weights" {
+		t.Errorf("the model was not staged: %q, %v", staged, err)
+	}
+}
+
+func TestModelImageGivenByDigestBuildsNothing(t *testing.T) {
+	model := testModel(t)
+	model.Image = "registry.example.com/planets@sha256:" + strings.Repeat("ab", 32)
+	mocks, ref := declareImage(t, model)
+	if n := len(mocks.OfType("docker:index/image:Image")); n != 0 {
+		t.Errorf("%d images built although one was given", n)
+	}
+	if ref != model.Image {
+		t.Errorf("Ref = %q, want %q", ref, model.Image)
+	}
+	if _, err := os.Stat(".build"); !os.IsNotExist(err) {
+		t.Errorf("a build context was staged for a prebuilt image")
+	}
+}

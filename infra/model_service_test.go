@@ -1,0 +1,115 @@
+package infra
+
+import (
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/mocktest"
+)
+
+const testImage = "europe-west6-docker.pkg.dev/planets-mlops-dev/mlops/planet-classifier@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+var devService = config.Service{
+	Namespace: "live", AppName: "planet-classifier", Replicas: 2,
+	CPURequest: "250m", CPULimit: "1", MemoryRequest: "128Mi", MemoryLimit: "256Mi",
+	Type: "LoadBalancer", Port: 8080,
+}
+
+func declareService(t *testing.T, s config.Service) (*mocktest.Mocks, string) {
+	t.Helper()
+	var endpoint string
+	mocks := declare(t, func(ctx *pulumi.Context) error {
+		svc, err := NewModelService(ctx, "model-service", &ModelServiceArgs{Serve: s, Image: pulumi.String(testImage), Fingerprint: "f00d"})
+		if err != nil {
+			return err
+		}
+		endpoint = resolve[string](t, svc.Endpoint)
+		return nil
+	})
+	return mocks, endpoint
+}
+
+// want asserts that got equals want, naming what.
+func want[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func TestModelServiceDeploymentRollsSafelyAndIsHardened(t *testing.T) {
+	mocks, _ := declareService(t, devService)
+	requireParented(t, mocks, "mlops:infra:ModelService")
+	d := mocks.One(t, "kubernetes:apps/v1:Deployment")
+	want(t, "namespace", d.Str("metadata.namespace"), "live")
+	want(t, "name", d.Str("metadata.name"), "planet-classifier")
+	want(t, "replicas", d.Input("spec.replicas").NumberValue(), 2)
+	want(t, "maxUnavailable", d.Input("spec.strategy.rollingUpdate.maxUnavailable").NumberValue(), 0)
+	want(t, "maxSurge", d.Input("spec.strategy.rollingUpdate.maxSurge").NumberValue(), 1)
+	want(t, "fingerprint annotation", d.Input("spec.template.metadata.annotations").ObjectValue()[FingerprintAnnotation].StringValue(), "f00d")
+	want(t, "selector", d.Input("spec.selector.matchLabels").ObjectValue()["app.kubernetes.io/name"].StringValue(), "planet-classifier")
+
+	want(t, "automountServiceAccountToken", d.Input("spec.template.spec.automountServiceAccountToken").BoolValue(), false)
+	want(t, "pod runAsNonRoot", d.Input("spec.template.spec.securityContext.runAsNonRoot").BoolValue(), true)
+	want(t, "pod seccomp", d.Str("spec.template.spec.securityContext.seccompProfile.type"), "RuntimeDefault")
+
+	containers := d.Input("spec.template.spec.containers").ArrayValue()
+	if len(containers) != 1 {
+		t.Fatalf("%d containers", len(containers))
+	}
+	c := mocktest.Resource{Inputs: containers[0].ObjectValue()}
+	want(t, "image", c.Str("image"), testImage)
+	want(t, "container port", c.Input("ports").ArrayValue()[0].ObjectValue()["containerPort"].NumberValue(), 8080)
+	want(t, "allowPrivilegeEscalation", c.Input("securityContext.allowPrivilegeEscalation").BoolValue(), false)
+	want(t, "readOnlyRootFilesystem", c.Input("securityContext.readOnlyRootFilesystem").BoolValue(), true)
+	want(t, "runAsNonRoot", c.Input("securityContext.runAsNonRoot").BoolValue(), true)
+	want(t, "seccomp", c.Str("securityContext.seccompProfile.type"), "RuntimeDefault")
+	drop := c.Input("securityContext.capabilities.drop").ArrayValue()
+	if len(drop) != 1 || drop[0].StringValue() != "ALL" {
+		t.Errorf("capabilities dropped: %v", drop)
+	}
+	for path, value := range map[string]string{
+		"resources.requests.cpu": "250m", "resources.limits.cpu": "1",
+		"resources.requests.memory": "128Mi", "resources.limits.memory": "256Mi",
+		"readinessProbe.httpGet.path": "/readyz", "startupProbe.httpGet.path": "/readyz",
+		"livenessProbe.httpGet.path": "/healthz",
+	} {
+		want(t, path, c.Str(path), value)
+	}
+	// A slow model gets at least two minutes to load before liveness counts.
+	startup := c.Input("startupProbe").ObjectValue()
+	if budget := startup["periodSeconds"].NumberValue() * startup["failureThreshold"].NumberValue(); budget < 120 {
+		t.Errorf("startup probe allows %vs, want at least 120s", budget)
+	}
+
+	svc := mocks.One(t, "kubernetes:core/v1:Service")
+	want(t, "service type", svc.Str("spec.type"), "LoadBalancer")
+	port := svc.Input("spec.ports").ArrayValue()[0].ObjectValue()
+	want(t, "service port", port["port"].NumberValue(), 8080)
+	want(t, "target port", port["targetPort"].StringValue(), "http")
+
+	pdb := mocks.One(t, "kubernetes:policy/v1:PodDisruptionBudget")
+	want(t, "PDB maxUnavailable", pdb.Input("spec.maxUnavailable").NumberValue(), 1)
+
+	ns := mocks.One(t, "kubernetes:core/v1:Namespace")
+	want(t, "namespace name", ns.Str("metadata.name"), "live")
+	want(t, "pod security", ns.Input("metadata.labels").ObjectValue()["pod-security.kubernetes.io/enforce"].StringValue(), "restricted")
+}
+
+func TestModelServiceEndpointIsTheLoadBalancerIP(t *testing.T) {
+	_, endpoint := declareService(t, devService)
+	want(t, "endpoint", endpoint, "http://"+mocktest.ServiceIP+":8080")
+}
+
+func TestModelServiceWithOneReplicaHasNoDisruptionBudget(t *testing.T) {
+	s := devService
+	s.Replicas, s.Type, s.Port = 1, "ClusterIP", 9000
+	mocks, endpoint := declareService(t, s)
+	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
+		t.Errorf("%d PodDisruptionBudgets with one replica: it would block node drains", n)
+	}
+	want(t, "endpoint", endpoint, "http://planet-classifier.live.svc.cluster.local:9000")
+	want(t, "service type", mocks.One(t, "kubernetes:core/v1:Service").Str("spec.type"), "ClusterIP")
+}

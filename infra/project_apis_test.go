@@ -1,0 +1,34 @@
+package infra
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+func TestProjectAPIsEnablesEachAPIAndKeepsItOnDestroy(t *testing.T) {
+	mocks := declare(t, func(ctx *pulumi.Context) error {
+		_, err := NewProjectAPIs(ctx, "apis", &ProjectAPIsArgs{Project: testProject})
+		return err
+	})
+	requireParented(t, mocks, "mlops:infra:ProjectAPIs")
+	var enabled []string
+	for _, svc := range mocks.OfType("gcp:projects/service:Service") {
+		enabled = append(enabled, svc.Str("service"))
+		if svc.Str("project") != testProject {
+			t.Errorf("%s enabled in project %q", svc.Str("service"), svc.Str("project"))
+		}
+		if v := svc.Input("disableOnDestroy"); !v.IsBool() || v.BoolValue() {
+			t.Errorf("%s: disableOnDestroy = %v, want false", svc.Str("service"), v)
+		}
+	}
+	slices.Sort(enabled)
+	want := []string{
+		"artifactregistry.googleapis.com", "cloudresourcemanager.googleapis.com", "container.googleapis.com",
+		"iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com",
+	}
+	if !slices.Equal(enabled, want) {
+		t.Errorf("enabled %v, want %v", enabled, want)
+	}
+}
