@@ -9,7 +9,9 @@
 #                                        Debian's python3-torch python3-onnx
 #                                        python3-pil python3-fastapi
 #                                        python3-uvicorn python3-multipart)
-# Env: BENCH_DURATION (10s), BENCH_CONCURRENCY (1,32), PLANETS_DATA, PEER.
+# Env: BENCH_DURATION (10s), BENCH_CONCURRENCY (1,32), PLANETS_DATA, PEER,
+#      BENCH_WRK=1 to generate the load with wrk (Debian package wrk) and
+#      hack/predict.lua instead of the built-in Go client.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -35,10 +37,13 @@ echo "== per-request stages, ours (go test -bench; 128x128 JPEG)"
 echo "== per-request stages, peer"
 PEER="$peer" /usr/bin/python3 "$here/peer_stages.py" "$onnx" "$labels" "$images" "$data" 2000
 
-echo "== load: POST /predict multipart, $duration per level, clients $levels"
+load=()
+if [ "${BENCH_WRK:-}" = 1 ]; then load=(-wrk "$(command -v wrk)" -wrk-script "$here/predict.lua"); fi
+
+echo "== load: POST /predict multipart, $duration per level, clients $levels${load:+ (wrk)}"
 "$tmp/bench" -name ours -port 18080 -ready /readyz -images "$images" -root "$data" \
-  -concurrency "$levels" -duration "$duration" -- \
+  -concurrency "$levels" -duration "$duration" "${load[@]}" -- \
   env HOST=127.0.0.1 PORT=18080 MODEL_PATH="$onnx" ONNXRUNTIME_LIB="$lib" DRAIN_DELAY=0s LOG_LEVEL=warn "$tmp/server"
 "$tmp/bench" -name peer -port 18081 -ready /healthz -images "$images" -root "$data" \
-  -concurrency "$levels" -duration "$duration" -- \
+  -concurrency "$levels" -duration "$duration" "${load[@]}" -- \
   /usr/bin/python3 "$peer" "$onnx" "$labels" 18081

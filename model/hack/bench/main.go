@@ -43,6 +43,8 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "load time per concurrency level")
 	maxRequests := flag.Int("max-requests", 200000, "request cap per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "load before measuring")
+	wrk := flag.String("wrk", "", "if set, the wrk binary to generate the load with (with -wrk-script) instead of the built-in Go client")
+	wrkScript := flag.String("wrk-script", "", "wrk Lua script (hack/predict.lua)")
 	flag.Parse()
 	command := flag.Args()
 	if len(command) == 0 || *images == "" {
@@ -87,6 +89,15 @@ func main() {
 		peak := make(chan float64)
 		stop := make(chan struct{})
 		go samplePeakRSS(cmd.Process.Pid, stop, peak)
+		if *wrk != "" {
+			out, err := runWrk(*wrk, *wrkScript, base, clients, *duration, *images, *root, *maxImages)
+			close(stop)
+			if err != nil {
+				fatal(err)
+			}
+			fmt.Printf("%s: %2d clients (wrk): %s  peak RSS %.1f MiB\n", *name, clients, out, <-peak)
+			continue
+		}
 		r := run(base, bodies, clients, *duration, *maxRequests)
 		close(stop)
 		fmt.Printf("%s: %2d clients: %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d ok, %d failed, %.1fs)  peak RSS %.1f MiB\n",
@@ -151,6 +162,25 @@ func run(base string, bodies []body, clients int, d time.Duration, maxRequests i
 		r.max = all[len(all)-1]
 	}
 	return r
+}
+
+// runWrk runs wrk with the predict.lua script and returns its summary lines.
+func runWrk(wrk, script, base string, clients int, d time.Duration, list, root string, maxImages int) (string, error) {
+	absList, _ := filepath.Abs(list)
+	absRoot, _ := filepath.Abs(root)
+	out, err := exec.Command(wrk, "-t", strconv.Itoa(min(clients, 2)), "-c", strconv.Itoa(clients),
+		"-d", fmt.Sprintf("%ds", max(1, int(d.Seconds()))), "--timeout", "10s", "-s", script, base,
+		"--", absList, absRoot, strconv.Itoa(maxImages)).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	var summary []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "wrk: "); ok {
+			summary = append(summary, rest)
+		}
+	}
+	return strings.Join(summary, "; "), nil
 }
 
 func loadBodies(list, root string, limit int) ([]body, error) {
