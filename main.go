@@ -12,6 +12,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/organizations"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -24,7 +27,18 @@ import (
 // relative to the project so it is the same on every machine.
 const stagingDir = ".build/model-context"
 
-func main() { pulumi.Run(program) }
+func main() {
+	// `go run . local` deploys to a throwaway local cluster (local.go);
+	// the Pulumi engine runs the program without arguments.
+	if len(os.Args) > 1 && os.Args[1] == "local" {
+		if err := runLocal(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "local:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	pulumi.Run(program)
+}
 
 // program is the Pulumi program: it declares everything and exports the
 // stack outputs.
