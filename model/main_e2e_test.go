@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/planets-mlops/deploy/model/internal/testruntime"
+)
+
+// TestMain lets the test binary act as the server: the end-to-end test runs
+// it again with MODEL_SERVER_E2E=1, so the real main (flags, signals, model
+// loading) is what gets tested, without building anything else.
+func TestMain(m *testing.M) {
+	if os.Getenv("MODEL_SERVER_E2E") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSIGTERM starts the real server process, waits until it is ready,
+// sends SIGTERM and checks that readiness turns false while predictions are
+// still answered, and that the process then exits 0.
+func TestSIGTERM(t *testing.T) {
+	testruntime.Init(t)
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0]) // no arguments: main parses them
+	cmd.Env = append(os.Environ(),
+		"MODEL_SERVER_E2E=1", "HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port),
+		"MODEL_PATH="+filepath.Join(testruntime.ModuleRoot(t), "artifacts", "planets.onnx"),
+		"DRAIN_DELAY=1s", "SHUTDOWN_GRACE=5s", "LOG_LEVEL=warn")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	status := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for status("/readyz") != http.StatusOK {
+		if time.Since(started) > 20*time.Second {
+			t.Fatalf("not ready after 20s; logs:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("process start to ready: %s", time.Since(started))
+
+	image := testruntime.LoadParity(t).Images[0].Data
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := status("/readyz"); s != http.StatusServiceUnavailable {
+		t.Errorf("/readyz after SIGTERM: %d, want 503", s)
+	}
+	resp, err := http.Post(base+"/predict", "image/jpeg", bytes.NewReader(image))
+	if err != nil {
+		t.Fatalf("/predict during the drain: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/predict during the drain: %d, want 200", resp.StatusCode)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v; logs:\n%s", err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the server did not exit after SIGTERM")
+	}
+}
