@@ -34,7 +34,7 @@ if ! verified "$lib"; then
   mkdir -p "$dir"
   work="$(mktemp -d "$dir/.fetch.XXXXXX")"
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && npm pack --silent "onnxruntime-node@$VERSION" >&2)
+  (cd "$work" && npm pack --silent "onnxruntime-node@$VERSION" >/dev/null)
   tar -xzf "$work/onnxruntime-node-$VERSION.tgz" -C "$work" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
   got="$work/package/bin/napi-v6/linux/x64/libonnxruntime.so.1"
   if ! verified "$got"; then
