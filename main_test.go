@@ -29,6 +29,11 @@ type projectCopy struct {
 
 func newWorkspace(t *testing.T, overrides map[string]string) *projectCopy {
 	t.Helper()
+	return newStackWorkspace(t, "dev", overrides)
+}
+
+func newStackWorkspace(t *testing.T, stack string, overrides map[string]string) *projectCopy {
+	t.Helper()
 	root := t.TempDir()
 	w := &projectCopy{root: root, modelDir: filepath.Join(root, "model")}
 	if err := os.CopyFS(w.modelDir, os.DirFS("model")); err != nil {
@@ -42,7 +47,7 @@ func newWorkspace(t *testing.T, overrides map[string]string) *projectCopy {
 	for k, v := range overrides {
 		base[k] = v
 	}
-	w.config = mocktest.StackConfig(t, ".", base)
+	w.config = mocktest.StackConfig(t, ".", stack, base)
 	return w
 }
 
@@ -353,5 +358,28 @@ func TestBadConfigDeclaresNothing(t *testing.T) {
 	}
 	if declared := mocks.Resources(); len(declared) > 0 {
 		t.Fatalf("a bad config still declared %d resources, first %s", len(declared), declared[0].Type)
+	}
+}
+
+func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
+	w := newStackWorkspace(t, "local", map[string]string{"gcp:project": "", "mlops:ciRepository": ""})
+	mocks, outputs := w.run(t)
+	for _, r := range mocks.Resources() {
+		if strings.HasPrefix(r.Type, "gcp:") {
+			t.Errorf("the local stack declared %s %s", r.Type, r.Name)
+		}
+	}
+	image := mocks.One(t, "docker:index/image:Image")
+	if got, want := image.Str("imageName"), "localhost:5001/planets/planet-classifier:"+outputs["modelFingerprint"].(string); got != want {
+		t.Errorf("imageName = %q, want %q", got, want)
+	}
+	if got := image.Str("registry.server"); got != "localhost:5001" {
+		t.Errorf("registry server = %q", got)
+	}
+	if got := mocks.One(t, "pulumi:providers:kubernetes").Str("context"); got != "kind-mlops" {
+		t.Errorf("context = %q", got)
+	}
+	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
+		t.Errorf("one replica, yet %d PodDisruptionBudgets", n)
 	}
 }

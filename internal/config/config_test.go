@@ -31,7 +31,7 @@ func load(t *testing.T, overrides map[string]string) (*Config, error) {
 	err := (&mocktest.Mocks{}).Run(func(ctx *pulumi.Context) error {
 		loaded, loadErr = Load(ctx)
 		return nil
-	}, mocktest.StackConfig(t, "../..", base))
+	}, mocktest.StackConfig(t, "../..", "dev", base))
 	if err != nil {
 		t.Fatal(err)
 	}

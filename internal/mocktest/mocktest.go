@@ -212,10 +212,10 @@ func (m *Mocks) Run(body pulumi.RunFunc, cfg map[string]string, secretKeys ...st
 	})
 }
 
-// StackConfig is the configuration of stack "dev" as the CLI would pass it:
-// the defaults declared in root/Pulumi.yaml, then root/Pulumi.dev.yaml, then
+// StackConfig is the configuration of a stack as the CLI would pass it: the
+// defaults declared in root/Pulumi.yaml, then root/Pulumi.<stack>.yaml, then
 // overrides. An override of "" removes the key.
-func StackConfig(t testing.TB, root string, overrides map[string]string) map[string]string {
+func StackConfig(t testing.TB, root, stack string, overrides map[string]string) map[string]string {
 	t.Helper()
 	project, err := workspace.LoadProject(filepath.Join(root, "Pulumi.yaml"))
 	if err != nil {
@@ -235,14 +235,15 @@ func StackConfig(t testing.TB, root string, overrides map[string]string) map[str
 			cfg[full] = fmt.Sprint(d)
 		}
 	}
-	stack, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, "Pulumi.dev.yaml"))
+	stackFile := "Pulumi." + stack + ".yaml"
+	settings, err := workspace.LoadProjectStack(nil, project, filepath.Join(root, stackFile))
 	if err != nil {
-		t.Fatalf("loading Pulumi.dev.yaml: %v", err)
+		t.Fatalf("loading %s: %v", stackFile, err)
 	}
-	for key, value := range stack.Config {
+	for key, value := range settings.Config {
 		v, err := value.Value(config.NopDecrypter)
 		if err != nil {
-			t.Fatalf("Pulumi.dev.yaml %s: %v", key, err)
+			t.Fatalf("%s %s: %v", stackFile, key, err)
 		}
 		cfg[key.String()] = v
 	}
