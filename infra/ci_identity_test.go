@@ -3,7 +3,6 @@ package infra
 import (
 	"testing"
 
-	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/planets-mlops/deploy/internal/config"
@@ -14,10 +13,7 @@ func declareCIIdentity(t *testing.T, ci config.CI) (*mocktest.Mocks, map[string]
 	t.Helper()
 	got := map[string]string{}
 	mocks := declare(t, func(ctx *pulumi.Context) error {
-		repo, err := artifactregistry.NewRepository(ctx, "repo", &artifactregistry.RepositoryArgs{
-			Project: pulumi.String(testProject), Location: pulumi.String("europe-west6"),
-			RepositoryId: pulumi.String("mlops"), Format: pulumi.String("DOCKER"),
-		})
+		repo, err := testRepository(ctx)
 		if err != nil {
 			return err
 		}

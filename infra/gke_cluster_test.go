@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -16,10 +15,7 @@ func declareCluster(t *testing.T, gcp config.GCP) (*mocktest.Mocks, string) {
 	t.Helper()
 	var kubeconfig string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
-		repo, err := artifactregistry.NewRepository(ctx, "repo", &artifactregistry.RepositoryArgs{
-			Project: pulumi.String(testProject), Location: pulumi.String("europe-west6"),
-			RepositoryId: pulumi.String("mlops"), Format: pulumi.String("DOCKER"),
-		})
+		repo, err := testRepository(ctx)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/planets-mlops/deploy/internal/config"
@@ -46,4 +47,12 @@ var devGCP = config.GCP{
 	Project: testProject, Region: "europe-west6", Zone: "europe-west6-a",
 	ClusterName: "mlops-kubernetes", MachineType: "e2-standard-2", NodeCount: 2,
 	ReleaseChannel: "REGULAR", RepositoryID: "mlops", KeepImages: 10,
+}
+
+// testRepository is a model repository for components that grant on one.
+func testRepository(ctx *pulumi.Context) (*artifactregistry.Repository, error) {
+	return artifactregistry.NewRepository(ctx, "repo", &artifactregistry.RepositoryArgs{
+		Project: pulumi.String(testProject), Location: pulumi.String("europe-west6"),
+		RepositoryId: pulumi.String("mlops"), Format: pulumi.String("DOCKER"),
+	})
 }
