@@ -37,6 +37,14 @@ func (d *decoder) makeImg(mxx, myy int) {
 	default:
 		panic("unreachable")
 	}
+	if d.lumaOnly && d.nComp == 3 {
+		// Chroma is never reconstructed (see reconstructBlock): only
+		// allocate the luma plane.
+		w, h := 8*h0*mxx, 8*v0*myy
+		m := &image.YCbCr{Y: make([]byte, w*h), YStride: w, SubsampleRatio: subsampleRatio, Rect: image.Rect(0, 0, w, h)}
+		d.img3 = m.SubImage(image.Rect(0, 0, d.width, d.height)).(*image.YCbCr)
+		return
+	}
 	m := image.NewYCbCr(image.Rect(0, 0, 8*h0*mxx, 8*v0*myy), subsampleRatio)
 	d.img3 = m.SubImage(image.Rect(0, 0, d.width, d.height)).(*image.YCbCr)
 

@@ -202,41 +202,56 @@ func horizontal[T uint8 | float64](row []T, xs *spans, out []float64) {
 	}
 }
 
-// vertical combines the horizontally reduced rows into dst, scaled to [0,1].
-func vertical(rows []float64, ys *spans, dst []float32) {
-	for o := range Side {
-		w := ys.weights[ys.offset[o] : ys.offset[o]+ys.count[o]]
-		for ox := range Side {
-			var sum float64
-			for k, wk := range w {
-				sum += wk * rows[(ys.first[o]+k)*Side+ox]
-			}
-			dst[o*Side+ox] = float32(sum / 255)
+// accumulate adds source row y, already reduced horizontally, to the output
+// rows whose span covers it, with that row's weight in each.
+func (ys *spans) accumulate(y, n int, row *[Side]float64, acc *[Len]float64) {
+	// Output o covers [o*n/Side, (o+1)*n/Side): those meeting [y, y+1).
+	for o := max(0, y*Side/n-1); o < Side && ys.first[o] <= y; o++ {
+		k := y - ys.first[o]
+		if k >= ys.count[o] {
+			continue
 		}
+		w := ys.weights[ys.offset[o]+k]
+		out := acc[o*Side : (o+1)*Side]
+		for x, v := range row {
+			out[x] += w * v
+		}
+	}
+}
+
+// finish scales the accumulated sums to [0,1] as float32.
+func finish(acc *[Len]float64, dst []float32) {
+	for i, v := range acc {
+		dst[i] = float32(v / 255)
 	}
 }
 
 // Resize area-averages a width x height grayscale image (float64, 0..255)
 // to Side x Side, scales it to [0,1] and writes it into dst (Len values).
+// Each row is reduced horizontally first, then spread over the output rows
+// (the same sums training computes as Wy @ (G @ Wx^T)).
 func Resize(gray []float64, width, height int, dst []float32) {
 	xs, ys := areaSpans(width), areaSpans(height)
-	// Horizontal pass first, then vertical: the order training uses.
-	rows := make([]float64, height*Side)
+	var acc [Len]float64
+	var row [Side]float64
 	for y := range height {
-		horizontal(gray[y*width:(y+1)*width], xs, rows[y*Side:(y+1)*Side])
+		horizontal(gray[y*width:(y+1)*width], xs, row[:])
+		ys.accumulate(y, height, &row, &acc)
 	}
-	vertical(rows, ys, dst)
+	finish(&acc, dst)
 }
 
 // resizePlane is Resize for an 8-bit plane with a stride, which spares the
 // float64 copy of the image for gray and JPEG (luma) images.
 func resizePlane(pix []uint8, stride, width, height int, dst []float32) {
 	xs, ys := areaSpans(width), areaSpans(height)
-	rows := make([]float64, height*Side)
+	var acc [Len]float64
+	var row [Side]float64
 	for y := range height {
-		horizontal(pix[y*stride:y*stride+width], xs, rows[y*Side:(y+1)*Side])
+		horizontal(pix[y*stride:y*stride+width], xs, row[:])
+		ys.accumulate(y, height, &row, &acc)
 	}
-	vertical(rows, ys, dst)
+	finish(&acc, dst)
 }
 
 // Into writes the model input for img into dst (Len values).
