@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
@@ -96,9 +97,14 @@ func BenchmarkPredict(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var times []time.Duration
 	for b.Loop() {
+		start := time.Now()
 		if _, err := model.Predict(context.Background(), input); err != nil {
 			b.Fatal(err)
 		}
+		times = append(times, time.Since(start))
 	}
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Nanoseconds())/1000, "median-us")
 }
