@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -25,11 +26,13 @@ const (
 	gitlabAud     = "https://iam.googleapis.com/${GCP_WORKLOAD_IDENTITY_PROVIDER}"
 )
 
-// pins are the only actions the workflows may use, each at a full commit SHA
-// with a "# <tag>" comment. The SHAs were read from the tags of snapshots of
-// the actions' repositories (git rev-parse <tag>^{commit}); update both
-// columns together.
+// pins are the only action repositories the workflows may use (an action in
+// a subdirectory, like actions/cache/save, counts as its repository), each at
+// a full commit SHA with a "# <tag>" comment. The SHAs were read from the tags
+// of snapshots of the actions' repositories (git rev-parse <tag>^{commit});
+// update both columns together.
 var pins = map[string]struct{ sha, tag string }{
+	"actions/cache":                      {"27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"},
 	"actions/checkout":                   {"3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"},
 	"actions/setup-go":                   {"b7ad1dad31e06c5925ef5d2fc7ad053ef454303e", "v7.0.0"},
 	"google-github-actions/auth":         {"7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"},
@@ -56,11 +59,12 @@ type concurrency struct {
 }
 
 type job struct {
-	If          string             `yaml:"if"`
-	Needs       stringList         `yaml:"needs"`
-	Permissions *map[string]string `yaml:"permissions"`
-	Concurrency *concurrency       `yaml:"concurrency"`
-	Environment *struct {
+	If             string             `yaml:"if"`
+	TimeoutMinutes int                `yaml:"timeout-minutes"`
+	Needs          stringList         `yaml:"needs"`
+	Permissions    *map[string]string `yaml:"permissions"`
+	Concurrency    *concurrency       `yaml:"concurrency"`
+	Environment    *struct {
 		Name string `yaml:"name"`
 		URL  string `yaml:"url"`
 	} `yaml:"environment"`
@@ -72,6 +76,7 @@ type job struct {
 
 type step struct {
 	ID   string            `yaml:"id"`
+	If   string            `yaml:"if"`
 	Name string            `yaml:"name"`
 	Uses string            `yaml:"uses"`
 	With map[string]string `yaml:"with"`
@@ -668,20 +673,136 @@ func TestGitHubActionsPinned(t *testing.T) {
 				t.Errorf("%s:%d: %q: want owner/repo@<sha> # <tag>", f, i+1, line)
 				continue
 			}
-			pin, ok := pins[m[1]]
+			repo := actionRepo(m[1])
+			pin, ok := pins[repo]
 			switch {
 			case !ok:
 				t.Errorf("%s:%d: action %s is not in the reviewed pins", f, i+1, m[1])
 			case m[2] != pin.sha || m[3] != pin.tag:
 				t.Errorf("%s:%d: %s@%s # %s, want @%s # %s", f, i+1, m[1], m[2], m[3], pin.sha, pin.tag)
 			}
-			seen[m[1]] = true
+			seen[repo] = true
 		}
 	}
 	for a := range pins {
 		if !seen[a] {
 			t.Errorf("pin for %s is unused; remove it", a)
 		}
+	}
+}
+
+// actionRepo is the repository of an action: "actions/cache" for
+// "actions/cache/save". A malformed name is returned as is (and is not pinned).
+func actionRepo(action string) string {
+	if p := strings.SplitN(action, "/", 3); len(p) >= 2 {
+		return p[0] + "/" + p[1]
+	}
+	return action
+}
+
+// mlopsCache is where hack/test.sh installs its tools when MLOPS_CACHE is
+// unset (the GitHub runners); the end-to-end test fails in CI without them.
+const mlopsCache = "~/.cache/mlops"
+
+// toolchainKeyFiles are the files hack/toolchain.sh (and onnxruntime.sh)
+// derive their pins from: the GitHub cache key must hash all of them, or a
+// pin bump would restore an exact hit without the new build and, a saved key
+// never being updated, rebuild it (~35 min) on every run.
+var toolchainKeyFiles = []string{"'hack/toolchain.sh'", "'hack/toolchain/**/go.mod'", "'hack/toolchain/**/go.sum'", "'hack/toolchain/**/*.go'", "'model/hack/onnxruntime.sh'"}
+
+// TestGitHubToolchainCache: both test jobs restore ~/.cache/mlops before
+// hack/test.sh under a key that hashes the toolchain's pins and the Go
+// version, install the tools in a step of their own, and save the cache after
+// the tests, also when they fail, but only with a complete toolchain.
+func TestGitHubToolchainCache(t *testing.T) {
+	for _, file := range []string{"pull-request.yml", "deploy.yml"} {
+		t.Run(file, func(t *testing.T) {
+			j := loadWorkflow(t, file).job(t, "test")
+			if j.TimeoutMinutes < 60 {
+				t.Errorf("timeout-minutes = %d: a cold toolchain build (~35 min) and the tests need at least 60", j.TimeoutMinutes)
+			}
+			for _, action := range []string{"actions/cache"} {
+				if i, _, ok := j.stepUsing(action); ok {
+					t.Errorf("step %d uses %s, which saves only when the whole job succeeds; use actions/cache/restore and actions/cache/save", i, action)
+				}
+			}
+			ri, restore, ok := j.stepUsing("actions/cache/restore")
+			if !ok {
+				t.Fatalf("no actions/cache/restore step for %s", mlopsCache)
+			}
+			si, save, ok := j.stepUsing("actions/cache/save")
+			if !ok {
+				t.Fatalf("no actions/cache/save step for %s", mlopsCache)
+			}
+			ti := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/test.sh" })
+			gi, setupGo, _ := j.stepUsing("actions/setup-go")
+			tools := slices.IndexFunc(j.Steps, func(s step) bool { return strings.Contains(s.Run, "hack/toolchain.sh") })
+			if !(gi < ri && ri < tools && tools < ti && ti < si) || gi < 0 || tools < 0 || ti < 0 {
+				t.Errorf("step order: setup-go %d, restore %d, toolchain %d, hack/test.sh %d, save %d; want them in this order", gi, ri, tools, ti, si)
+			}
+			for _, s := range []step{restore, save} {
+				if s.With["path"] != mlopsCache {
+					t.Errorf("%s: path %q, want %s", s.Uses, s.With["path"], mlopsCache)
+				}
+			}
+
+			key := restore.With["key"]
+			hash := regexp.MustCompile(`\$\{\{\s*hashFiles\(([^)]*)\)\s*\}\}$`).FindStringSubmatch(key)
+			if hash == nil {
+				t.Fatalf("restore key %q does not end in ${{ hashFiles(...) }}", key)
+			}
+			hashed := strings.Split(hash[1], ",")
+			for i := range hashed {
+				hashed[i] = strings.TrimSpace(hashed[i])
+			}
+			for _, want := range toolchainKeyFiles {
+				if !slices.Contains(hashed, want) {
+					t.Errorf("restore key hashes %v, not %s", hashed, want)
+				}
+			}
+			// hack/toolchain.sh keys its build on the Go version too.
+			if setupGo.ID == "" || !strings.Contains(key, "${{ steps."+setupGo.ID+".outputs.go-version }}") {
+				t.Errorf("restore key %q lacks the Go version (setup-go's go-version output; setup-go id %q)", key, setupGo.ID)
+			}
+			if !strings.Contains(key, "${{ runner.os }}") {
+				t.Errorf("restore key %q lacks runner.os", key)
+			}
+			prefix := key[:len(key)-len(hash[0])]
+			var restoreKeys []string // one a line
+			for _, k := range strings.Split(restore.With["restore-keys"], "\n") {
+				if k = strings.TrimSpace(k); k != "" {
+					restoreKeys = append(restoreKeys, k)
+				}
+			}
+			if len(restoreKeys) == 0 {
+				t.Errorf("no restore-keys: a pin bump would start from nothing")
+			}
+			for _, k := range restoreKeys {
+				if !strings.HasPrefix(prefix, k) || !strings.HasSuffix(k, "-") {
+					t.Errorf("restore-key %q is not a prefix of the key %q ending in -", k, prefix)
+				}
+			}
+
+			if restore.ID == "" || save.With["key"] != "${{ steps."+restore.ID+".outputs.cache-primary-key }}" {
+				t.Errorf("save key %q, want the restore step's (id %q) cache-primary-key", save.With["key"], restore.ID)
+			}
+			// Saved after failed tests, but never a toolchain that is not
+			// complete (cancelled, or failed to build): the key could not be
+			// saved again. And never over an exact hit.
+			toolsID := j.Steps[max(tools, 0)].ID
+			for _, want := range []string{
+				"!cancelled()",
+				"steps." + toolsID + ".outcome == 'success'",
+				"steps." + restore.ID + ".outputs.cache-hit != 'true'",
+			} {
+				if toolsID == "" || !strings.Contains(save.If, want) {
+					t.Errorf("save if %q lacks %s (toolchain step id %q)", save.If, want, toolsID)
+				}
+			}
+			if strings.Contains(save.If, "always()") || strings.Contains(save.If, "||") {
+				t.Errorf("save if %q: must not save a cancelled or partial run", save.If)
+			}
+		})
 	}
 }
 
@@ -708,6 +829,8 @@ func TestPulumiVersionMatchesSDK(t *testing.T) {
 
 type gitlabJob struct {
 	Stage         string                       `yaml:"stage"`
+	Timeout       string                       `yaml:"timeout"`
+	Cache         gitlabCaches                 `yaml:"cache"`
 	Extends       string                       `yaml:"extends"`
 	Needs         []string                     `yaml:"needs"`
 	Rules         []rule                       `yaml:"rules"`
@@ -723,6 +846,54 @@ type gitlabJob struct {
 	} `yaml:"environment"`
 }
 
+// gitlabCache is one entry of `cache:` (a job's may be one entry or a list).
+type gitlabCache struct {
+	Key    gitlabCacheKey `yaml:"key"`
+	Paths  []string       `yaml:"paths"`
+	When   string         `yaml:"when"`
+	Policy string         `yaml:"policy"`
+}
+
+// gitlabCacheKey is `key: <name>` or `key: {prefix, files}`.
+type gitlabCacheKey struct {
+	Name   string   `yaml:"-"`
+	Prefix string   `yaml:"prefix"`
+	Files  []string `yaml:"files"`
+}
+
+func (k *gitlabCacheKey) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*k = gitlabCacheKey{Name: n.Value}
+		return nil
+	}
+	type plain gitlabCacheKey
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*k = gitlabCacheKey(p)
+	return nil
+}
+
+type gitlabCaches []gitlabCache
+
+func (c *gitlabCaches) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var one gitlabCache
+		if err := n.Decode(&one); err != nil {
+			return err
+		}
+		*c = gitlabCaches{one}
+		return nil
+	}
+	var l []gitlabCache
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*c = l
+	return nil
+}
+
 type rule struct {
 	If   string `yaml:"if"`
 	When string `yaml:"when"`
@@ -732,6 +903,7 @@ type gitlabCI struct {
 	raw      string
 	workflow []rule
 	vars     map[string]string
+	cache    gitlabCaches         // default:cache
 	jobs     map[string]gitlabJob // extends resolved; hidden (.x) jobs left out
 }
 
@@ -760,13 +932,15 @@ func loadGitLab(t *testing.T) gitlabCI {
 		}
 	}
 	var def struct {
-		Interruptible *bool `yaml:"interruptible"`
+		Interruptible *bool        `yaml:"interruptible"`
+		Cache         gitlabCaches `yaml:"cache"`
 	}
 	if n, ok := top["default"]; ok {
 		if err := n.Decode(&def); err != nil {
 			t.Fatal(err)
 		}
 	}
+	ci.cache = def.Cache
 	// resolve merges a job over what it extends, as GitLab does: maps deep,
 	// everything else replaced.
 	var resolve func(name string, depth int) map[string]any
@@ -798,6 +972,9 @@ func loadGitLab(t *testing.T) gitlabCI {
 		}
 		if j.Interruptible == nil {
 			j.Interruptible = def.Interruptible
+		}
+		if j.Cache == nil {
+			j.Cache = def.Cache
 		}
 		ci.jobs[name] = j
 	}
@@ -992,6 +1169,82 @@ func TestGitLabJobs(t *testing.T) {
 	}
 }
 
+// TestGitLabToolchainCache: GitLab caches only paths inside the project
+// directory, so $MLOPS_CACHE (and Go's caches) live there; the test job
+// caches it under a key from the toolchain's pins, also after failed tests;
+// the jobs that never build the toolchain do not download it.
+func TestGitLabToolchainCache(t *testing.T) {
+	ci := loadGitLab(t)
+	inProject := func(name string) string {
+		t.Helper()
+		v, ok := ci.vars[name]
+		rel, found := strings.CutPrefix(v, "$CI_PROJECT_DIR/")
+		if !ok || !found || rel == "" || filepath.IsAbs(rel) || rel != filepath.Clean(rel) || strings.HasPrefix(rel, "..") {
+			t.Errorf("variables: %s = %q, want $CI_PROJECT_DIR/<a directory inside the project>", name, v)
+			return ""
+		}
+		return rel
+	}
+	mlops, gopath, gocache := inProject("MLOPS_CACHE"), inProject("GOPATH"), inProject("GOCACHE")
+	if t.Failed() {
+		return
+	}
+	cached := func(c gitlabCaches, path string) (gitlabCache, bool) {
+		for _, e := range c {
+			if slices.Contains(e.Paths, path) {
+				return e, true
+			}
+		}
+		return gitlabCache{}, false
+	}
+
+	test := ci.job(t, "test")
+	if d, ok := parseGitLabDuration(test.Timeout); !ok || d < 60 {
+		t.Errorf("test job: timeout %q, want at least 60 minutes for a cold toolchain build (~35 min) and the tests", test.Timeout)
+	}
+	c, ok := cached(test.Cache, mlops)
+	if !ok {
+		t.Fatalf("test job: cache %+v does not cache %s ($MLOPS_CACHE)", test.Cache, mlops)
+	}
+	// GitLab takes at most two files, and they must be files of the project.
+	if n := len(c.Key.Files); n == 0 || n > 2 || !slices.Contains(c.Key.Files, "hack/toolchain.sh") {
+		t.Errorf("test job: %s cache key files %v, want hack/toolchain.sh and at most one more", mlops, c.Key.Files)
+	}
+	for _, f := range c.Key.Files {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("test job: %s cache key file %s: %v", mlops, f, err)
+		}
+	}
+	if c.Key.Prefix == "" {
+		t.Errorf("test job: %s cache key has no prefix (caches with the same files would share it)", mlops)
+	}
+	if c.When != "always" || (c.Policy != "" && c.Policy != "pull-push") {
+		t.Errorf("test job: %s cache when %q, policy %q; want it saved also after failed tests", mlops, c.When, c.Policy)
+	}
+	for _, p := range []string{gopath + "/pkg/mod", gocache} {
+		if _, ok := cached(test.Cache, p); !ok {
+			t.Errorf("test job: cache %+v does not cache %s", test.Cache, p)
+		}
+	}
+	for _, name := range []string{"preview", "deploy"} {
+		if _, ok := cached(ci.job(t, name).Cache, mlops); ok {
+			t.Errorf("%s job downloads and uploads %s, which it never uses", name, mlops)
+		}
+	}
+}
+
+// parseGitLabDuration reads the few forms of `timeout:` used here, in minutes:
+// "75 minutes", "75m", "1h 15m".
+func parseGitLabDuration(s string) (int, bool) {
+	m := regexp.MustCompile(`^\s*(?:(\d+)\s*(?:h|hours?))?\s*(?:(\d+)\s*(?:m|min|minutes?))?\s*$`).FindStringSubmatch(s)
+	if m == nil || (m[1] == "" && m[2] == "") {
+		return 0, false
+	}
+	h, _ := strconv.Atoi(m[1]) // "" is 0
+	min, _ := strconv.Atoi(m[2])
+	return h*60 + min, true
+}
+
 func TestGitLabNoSecretsPrinted(t *testing.T) {
 	ci := loadGitLab(t)
 	for name, j := range ci.jobs {
@@ -1083,6 +1336,57 @@ func TestDocsNameEverySetting(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDocLinks: the setup pointers in the pipeline files lead somewhere: a
+// README.md#anchor names a heading of README.md, a docs/ path exists (the
+// setup guide moved from docs/continuous-deployment.md into the README).
+func TestDocLinks(t *testing.T) {
+	readme := readFile(t, "README.md")
+	anchors := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*$`).FindAllStringSubmatch(readme, -1) {
+		anchors[githubAnchor(m[1])] = true
+	}
+	link := regexp.MustCompile(`README\.md#([A-Za-z0-9_-]+)|\bdocs/[A-Za-z0-9_./-]*[A-Za-z0-9_]`)
+	files := []string{".gitlab-ci.yml"}
+	for _, f := range workflowFiles(t) {
+		files = append(files, filepath.Join(".github", "workflows", f))
+	}
+	for _, f := range files {
+		text := readFile(t, f)
+		found := link.FindAllStringSubmatch(text, -1)
+		if !slices.ContainsFunc(found, func(m []string) bool { return m[1] == "continuous-deployment" }) {
+			t.Errorf("%s does not point to README.md#continuous-deployment for its setup", f)
+		}
+		for _, m := range found {
+			switch {
+			case m[1] != "" && !anchors[m[1]]:
+				t.Errorf("%s: %s: README.md has no such heading", f, m[0])
+			case m[1] == "":
+				if _, err := os.Stat(filepath.Join(root, m[0])); err != nil {
+					t.Errorf("%s: %s: %v", f, m[0], err)
+				}
+			}
+		}
+	}
+	if got := githubAnchor("Continuous deployment (GitHub, GitLab)"); got != "continuous-deployment-github-gitlab" {
+		t.Errorf("githubAnchor = %q", got)
+	}
+}
+
+// githubAnchor is the anchor GitHub gives a Markdown heading: lower case,
+// punctuation dropped, spaces to hyphens.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9'):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // docTexts is the README's "Continuous deployment" section once merged, and
