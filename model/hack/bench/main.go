@@ -89,19 +89,22 @@ func main() {
 		peak := make(chan float64)
 		stop := make(chan struct{})
 		go samplePeakRSS(cmd.Process.Pid, stop, peak)
+		cpuBefore := cpuTime(cmd.Process.Pid)
 		if *wrk != "" {
-			out, err := runWrk(*wrk, *wrkScript, base, clients, *duration, *images, *root, *maxImages)
+			out, requests, err := runWrk(*wrk, *wrkScript, base, clients, *duration, *images, *root, *maxImages)
 			close(stop)
 			if err != nil {
 				fatal(err)
 			}
-			fmt.Printf("%s: %2d clients (wrk): %s  peak RSS %.1f MiB\n", *name, clients, out, <-peak)
+			fmt.Printf("%s: %2d clients (wrk): %s  server CPU/request %.0f us  peak RSS %.1f MiB\n", *name, clients, out,
+				perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, requests), <-peak)
 			continue
 		}
 		r := run(base, bodies, clients, *duration, *maxRequests)
 		close(stop)
-		fmt.Printf("%s: %2d clients: %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d ok, %d failed, %.1fs)  peak RSS %.1f MiB\n",
-			*name, clients, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.ok, r.failed, r.elapsed.Seconds(), <-peak)
+		fmt.Printf("%s: %2d clients: %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d ok, %d failed, %.1fs)  server CPU/request %.0f us  peak RSS %.1f MiB\n",
+			*name, clients, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.ok, r.failed, r.elapsed.Seconds(),
+			perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, r.ok+r.failed), <-peak)
 	}
 }
 
@@ -165,22 +168,24 @@ func run(base string, bodies []body, clients int, d time.Duration, maxRequests i
 }
 
 // runWrk runs wrk with the predict.lua script and returns its summary lines.
-func runWrk(wrk, script, base string, clients int, d time.Duration, list, root string, maxImages int) (string, error) {
+func runWrk(wrk, script, base string, clients int, d time.Duration, list, root string, maxImages int) (string, int64, error) {
 	absList, _ := filepath.Abs(list)
 	absRoot, _ := filepath.Abs(root)
 	out, err := exec.Command(wrk, "-t", strconv.Itoa(min(clients, 2)), "-c", strconv.Itoa(clients),
 		"-d", fmt.Sprintf("%ds", max(1, int(d.Seconds()))), "--timeout", "10s", "-s", script, base,
 		"--", absList, absRoot, strconv.Itoa(maxImages)).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("wrk: %v: %s", err, out)
+		return "", 0, fmt.Errorf("wrk: %v: %s", err, out)
 	}
 	var summary []string
+	var requests int64
 	for _, line := range strings.Split(string(out), "\n") {
 		if rest, ok := strings.CutPrefix(line, "wrk: "); ok {
 			summary = append(summary, rest)
+			fmt.Sscanf(rest, "%d requests", &requests)
 		}
 	}
-	return strings.Join(summary, "; "), nil
+	return strings.Join(summary, "; "), requests, nil
 }
 
 func loadBodies(list, root string, limit int) ([]body, error) {
@@ -255,6 +260,30 @@ func samplePeakRSS(pid int, stop <-chan struct{}, out chan<- float64) {
 		case <-tick.C:
 		}
 	}
+}
+
+// cpuTime is the user+system CPU time pid has used (/proc/PID/stat, in
+// clock ticks of 10 ms on Linux).
+func cpuTime(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func perRequestMicros(cpu time.Duration, requests int64) float64 {
+	if requests == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(requests)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
