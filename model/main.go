@@ -136,11 +136,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 		ln.Close()
 		return err
 	}
-	defer model.Close()
 	srv := server.New(model, cfg.limits, logger)
 	srv.SetReady(true)
 	logger.Info("model loaded", "model", cfg.modelPath, "labels", model.Labels(),
 		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers,
 		"startup_ms", float64(time.Since(started).Microseconds())/1000)
-	return srv.Serve(ctx, ln, cfg.timeouts)
+	if err := srv.Serve(ctx, ln, cfg.timeouts); err != nil {
+		// Handlers may still be running (the grace period ran out): leave
+		// the sessions to the process exit rather than free them under them.
+		return err
+	}
+	return model.Close()
 }
