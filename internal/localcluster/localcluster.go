@@ -248,6 +248,16 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 // RESTConfig returns a copy of the admin client configuration.
 func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.restConfig) }
 
+// PIDs returns the process ids of the running control-plane processes, each
+// the leader of its own process group.
+func (c *Cluster) PIDs() []int {
+	pids := make([]int, 0, len(c.processes))
+	for _, p := range c.processes {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	return pids
+}
+
 // Stop stops every process Start started, newest first, by process group, and
 // removes the directory if Start created it. It is safe to call more than once.
 func (c *Cluster) Stop(ctx context.Context) error {

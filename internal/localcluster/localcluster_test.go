@@ -2,7 +2,9 @@ package localcluster_test
 
 import (
 	"context"
+	"errors"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,5 +92,19 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("deployment never became available: %v; status: %+v", err, last.Status)
+	}
+
+	// Stop must leave none of the processes it started behind.
+	pids := cluster.PIDs()
+	if len(pids) != len(localcluster.Binaries) {
+		t.Errorf("PIDs() = %v, want one per binary %v", pids, localcluster.Binaries)
+	}
+	if err := cluster.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists after Stop (kill -0: %v)", pid, err)
+		}
 	}
 }
