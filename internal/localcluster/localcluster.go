@@ -91,7 +91,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 
 	c := &Cluster{Dir: opts.Dir}
-	if c.Dir == "" {
+	if c.Dir != "" {
+		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("localcluster: %w", err)
+		}
+	} else {
 		if c.Dir, err = os.MkdirTemp("", "localcluster-"); err != nil {
 			return nil, err
 		}
