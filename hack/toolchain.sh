@@ -33,13 +33,14 @@ jobs=${MLOPS_TOOLCHAIN_JOBS:-2}
 
 log() { printf '[toolchain %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# The key covers everything that changes the output: pins, Go toolchain and
-# platform, and the nested modules' sources (not the ignored schema copies,
-# which are derived from the pinned provider module).
+# The key covers everything that changes the output: pins and build commands
+# (this script without its comments, so editing prose rebuilds nothing), Go
+# toolchain and platform, and the nested modules' sources (not the ignored
+# schema copies, which are derived from the pinned provider module).
 cache_key() {
 	{
-		printf '%s\n' "$PULUMI_VERSION" "$KUBERNETES_PROVIDER_VERSION" "$KUBERNETES_VERSION"
-		go env GOVERSION GOOS GOARCH
+		grep -v '^[[:space:]]*#' "${BASH_SOURCE[0]}"
+		go env GOVERSION GOOS GOARCH CGO_ENABLED
 		(cd "$modules_dir" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum)
 	} | sha256sum | cut -c1-16
 }
