@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -162,6 +163,14 @@ func TestE2EKubernetesTarget(t *testing.T) {
 		if got := first.Outputs["image"].Value; got != e2eImage {
 			t.Errorf("image output %v, want the configured %s", got, e2eImage)
 		}
+		e2eAssertFingerprintAnnotation(t, deployment, first.Outputs["modelFingerprint"].Value)
+		budgets, err := kube.PolicyV1().PodDisruptionBudgets(e2eNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(budgets.Items) != 1 {
+			t.Errorf("want one PodDisruptionBudget with %d replicas, got %v", e2eReplicas, e2eNames(t, budgets))
+		}
 	})
 	if !ok {
 		t.FailNow()
@@ -211,6 +220,7 @@ func TestE2EKubernetesTarget(t *testing.T) {
 			t.Errorf("deployment generation %d -> %d, want one rollout", before.Generation, after.Generation)
 		}
 		e2eAssertRolledOut(t, after)
+		e2eAssertFingerprintAnnotation(t, after, result.Outputs["modelFingerprint"].Value)
 		if got := e2eReplicaSets(ctx, t, kube, after); len(got) != len(replicaSetsBefore)+1 {
 			t.Errorf("ReplicaSets %v -> %v, want exactly one new", replicaSetsBefore, got)
 		}
@@ -408,6 +418,18 @@ func e2eAssertRolledOut(t *testing.T, deployment *appsv1.Deployment) {
 	}
 }
 
+// e2eAssertFingerprintAnnotation checks that the pod template carries the
+// model fingerprint, which is what makes a model change roll out.
+func e2eAssertFingerprintAnnotation(t *testing.T, deployment *appsv1.Deployment, fingerprint any) {
+	t.Helper()
+	for _, value := range deployment.Spec.Template.Annotations {
+		if value == fingerprint {
+			return
+		}
+	}
+	t.Errorf("no pod template annotation carries the model fingerprint %v: %v", fingerprint, deployment.Spec.Template.Annotations)
+}
+
 // e2eReplicaSets returns the names of the ReplicaSets the Deployment owns.
 func e2eReplicaSets(ctx context.Context, t *testing.T, kube kubernetes.Interface, deployment *appsv1.Deployment) []string {
 	t.Helper()
@@ -425,10 +447,20 @@ func e2eReplicaSets(ctx context.Context, t *testing.T, kube kubernetes.Interface
 	return names
 }
 
-// e2eClusterSnapshot summarizes the objects the program manages, with their
-// resource versions, so that any write shows up as a difference.
+// e2eClusterSnapshot summarizes what the program manages in the cluster: the
+// namespaces, and for each object in the model's namespace its generation and
+// a digest of its labels, annotations and spec. Resource versions are left
+// out on purpose: controllers bump them with status updates at any time.
 func e2eClusterSnapshot(ctx context.Context, t *testing.T, kube kubernetes.Interface) string {
 	t.Helper()
+	digest := func(meta metav1.ObjectMeta, spec any) string {
+		encoded, err := json.Marshal([]any{meta.Labels, meta.Annotations, spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(encoded)
+		return fmt.Sprintf("%s@%d:%x", meta.Name, meta.Generation, sum[:6])
+	}
 	var parts []string
 	namespaces, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -440,21 +472,21 @@ func e2eClusterSnapshot(ctx context.Context, t *testing.T, kube kubernetes.Inter
 		t.Fatal(err)
 	}
 	for _, d := range deployments.Items {
-		parts = append(parts, fmt.Sprintf("deployment/%s@%s", d.Name, d.ResourceVersion))
+		parts = append(parts, "deployment/"+digest(d.ObjectMeta, d.Spec))
 	}
 	services, err := kube.CoreV1().Services(e2eNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range services.Items {
-		parts = append(parts, fmt.Sprintf("service/%s@%s", s.Name, s.ResourceVersion))
+		parts = append(parts, "service/"+digest(s.ObjectMeta, s.Spec))
 	}
 	budgets, err := kube.PolicyV1().PodDisruptionBudgets(e2eNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range budgets.Items {
-		parts = append(parts, fmt.Sprintf("pdb/%s@%d", b.Name, b.Generation))
+		parts = append(parts, "pdb/"+digest(b.ObjectMeta, b.Spec))
 	}
 	replicaSets, err := kube.AppsV1().ReplicaSets(e2eNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
