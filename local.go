@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,7 +19,7 @@ const sampleImage = "model/testdata/parity/original_128.jpg"
 // deployed for real to a throwaway local control plane, then the model
 // served and asked once. Pulumi never passes arguments to the program, so
 // this cannot be mistaken for a `pulumi up`.
-func runLocal(args []string) error {
+func runLocal(args []string, out io.Writer) error {
 	bin, lib := os.Getenv("MLOPS_TOOLCHAIN_BIN"), os.Getenv("ONNXRUNTIME_LIB")
 	if bin == "" || lib == "" {
 		return errors.New("set MLOPS_TOOLCHAIN_BIN and ONNXRUNTIME_LIB first, or run hack/local-deploy.sh, which does")
@@ -35,6 +36,6 @@ func runLocal(args []string) error {
 		ProjectDir:     ".",
 		ONNXRuntimeLib: lib,
 		Image:          image,
-		Out:            os.Stdout,
+		Out:            out,
 	})
 }

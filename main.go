@@ -31,7 +31,7 @@ func main() {
 	// `go run . local` deploys to a throwaway local cluster (local.go);
 	// the Pulumi engine runs the program without arguments.
 	if len(os.Args) > 1 && os.Args[1] == "local" {
-		if err := runLocal(os.Args[2:]); err != nil {
+		if err := runLocal(os.Args[2:], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "local:", err)
 			os.Exit(1)
 		}
