@@ -5,7 +5,7 @@
 # to show that the same model changes nothing, then serves the model and asks
 # it about one image (default: a held-out planet; pass a path for another).
 #
-# The first run builds the toolchain (~35 min on 2 cores, cached after).
+# The first run builds the toolchain (~19 min on 2 cores, cached after).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)

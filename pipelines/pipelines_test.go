@@ -1389,28 +1389,23 @@ func githubAnchor(heading string) string {
 	return b.String()
 }
 
-// docTexts is the README's "Continuous deployment" section once merged, and
-// docs/continuous-deployment.md while it exists.
+// docTexts is the README's "Continuous deployment" section.
 func docTexts(t *testing.T) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(root, "docs", "continuous-deployment.md")); err == nil {
-		out["docs/continuous-deployment.md"] = string(b)
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "README.md")); err == nil {
-		text := string(b)
-		if i := strings.Index(text, "## Continuous deployment"); i >= 0 {
-			section := text[i:]
-			if j := strings.Index(section[3:], "\n## "); j >= 0 {
-				section = section[:j+3]
-			}
-			out["README.md#continuous-deployment"] = section
-		}
+	text := string(b)
+	i := strings.Index(text, "## Continuous deployment")
+	if i < 0 {
+		t.Fatal(`README.md has no "## Continuous deployment" section`)
 	}
-	if len(out) == 0 {
-		t.Fatal(`neither docs/continuous-deployment.md nor a "## Continuous deployment" section in README.md`)
+	section := text[i:]
+	if j := strings.Index(section[3:], "\n## "); j >= 0 {
+		section = section[:j+3]
 	}
-	return out
+	return map[string]string{"README.md#continuous-deployment": section}
 }
 
 // ---------------------------------------------------------------------------
