@@ -49,28 +49,8 @@ const (
 	e2eReplicas  = 2
 )
 
-// e2eToolchainBin returns $MLOPS_TOOLCHAIN_BIN. Unset, the test fails in CI,
-// where it must never be skipped silently, and skips loudly elsewhere.
-func e2eToolchainBin(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test with a real control plane and the Pulumi CLI; skipped with -short")
-	}
-	bin := os.Getenv("MLOPS_TOOLCHAIN_BIN")
-	if bin == "" {
-		const msg = "MLOPS_TOOLCHAIN_BIN is unset, so the end-to-end test of the kubernetes target did NOT run.\n" +
-			"\tBuild the toolchain (once, cached) and point the test at it:\n" +
-			"\t    export MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("\n\n*** SKIPPED: " + msg + "\n")
-	}
-	return bin
-}
-
 func TestE2EKubernetesTarget(t *testing.T) {
-	bin := e2eToolchainBin(t)
+	bin := localcluster.ToolchainBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	testStart := time.Now()
@@ -93,17 +73,7 @@ func TestE2EKubernetesTarget(t *testing.T) {
 	}
 
 	step := time.Now()
-	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: bin, Nodes: 2, Dir: filepath.Join(tmp, "cluster"), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := cluster.Stop(stopCtx); err != nil {
-			t.Errorf("stop local cluster: %v", err)
-		}
-	})
+	cluster := localcluster.StartForTest(ctx, t, localcluster.Options{BinDir: bin, Nodes: 2, Dir: filepath.Join(tmp, "cluster")})
 	kube, err := kubernetes.NewForConfig(cluster.RESTConfig())
 	if err != nil {
 		t.Fatal(err)

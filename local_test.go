@@ -5,12 +5,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/planets-mlops/deploy/internal/localcluster"
 )
 
 // The README's main job, `hack/local-deploy.sh` (go run . local), must keep
 // working: it deploys, finds nothing to do the second time, and serves.
 func TestLocalMainJobDeploysRedeploysAsANoOpAndServes(t *testing.T) {
-	e2eToolchainBin(t)
+	localcluster.ToolchainBin(t)
 	if os.Getenv("ONNXRUNTIME_LIB") == "" {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("ONNXRUNTIME_LIB is unset: export ONNXRUNTIME_LIB=$(model/hack/onnxruntime.sh)")

@@ -3,7 +3,6 @@ package localcluster_test
 import (
 	"context"
 	"errors"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -18,42 +17,14 @@ import (
 	"github.com/planets-mlops/deploy/internal/localcluster"
 )
 
-// toolchainBin returns $MLOPS_TOOLCHAIN_BIN, failing in CI and skipping
-// loudly elsewhere when it is unset: this test needs real binaries.
-func toolchainBin(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a real control plane; skipped with -short")
-	}
-	bin := os.Getenv("MLOPS_TOOLCHAIN_BIN")
-	if bin == "" {
-		const msg = "MLOPS_TOOLCHAIN_BIN is unset: run `export MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)` first"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED, NOT TESTED: " + msg)
-	}
-	return bin
-}
-
 // A Deployment on the local cluster must become Available with all replicas
 // Ready: that is what the Pulumi provider waits for.
 func TestDeploymentBecomesAvailable(t *testing.T) {
-	bin := toolchainBin(t)
+	bin := localcluster.ToolchainBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: bin, Nodes: 2, Dir: t.TempDir(), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := cluster.Stop(stopCtx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
+	cluster := localcluster.StartForTest(ctx, t, localcluster.Options{BinDir: bin, Nodes: 2, Dir: t.TempDir()})
 
 	clientset, err := kubernetes.NewForConfig(cluster.RESTConfig())
 	if err != nil {
