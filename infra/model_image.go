@@ -58,7 +58,7 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"ref": c.Ref})
 	}
 
-	staged, err := fingerprint.Stage(context.Background(), args.Model.Dir, args.StagingDir, args.Model.BuildInputs())
+	staged, err := fingerprint.Stage(context.Background(), args.Model.Dir, args.StagingDir, args.Model.BuildInputs(), args.Model.Fingerprint)
 	if err != nil {
 		return nil, err
 	}

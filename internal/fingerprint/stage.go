@@ -18,7 +18,14 @@ const markerSuffix = ".fingerprint"
 // pulumi-docker's Image, then sees its context change exactly when the
 // fingerprint does. dst is replaced whole; it is left alone when it already
 // holds this fingerprint.
-func Stage(ctx context.Context, dir, dst string, inputs Inputs) (string, error) {
+//
+// known is the fingerprint the caller already computed for dir, or "": when
+// dst already holds it, nothing is hashed again (the common, unchanged case).
+func Stage(ctx context.Context, dir, dst string, inputs Inputs, known string) (string, error) {
+	marker := filepath.Clean(dst) + markerSuffix
+	if known != "" && isStaged(dst, marker, known) {
+		return known, nil
+	}
 	entries, err := listContext(dir)
 	if err != nil {
 		return "", err
@@ -28,11 +35,8 @@ func Stage(ctx context.Context, dir, dst string, inputs Inputs) (string, error) 
 	}
 	fp := combine(entries, inputs)
 
-	marker := filepath.Clean(dst) + markerSuffix
-	if staged, err := os.ReadFile(marker); err == nil && string(staged) == fp {
-		if _, err := os.Stat(dst); err == nil {
-			return fp, nil
-		}
+	if isStaged(dst, marker, fp) {
+		return fp, nil
 	}
 	if err := os.RemoveAll(dst); err != nil {
 		return "", fmt.Errorf("staging the build context: %w", err)
@@ -57,6 +61,16 @@ func Stage(ctx context.Context, dir, dst string, inputs Inputs) (string, error) 
 		return "", fmt.Errorf("staging the build context: %w", err)
 	}
 	return fp, nil
+}
+
+// isStaged tells whether dst holds the build context of fingerprint fp.
+func isStaged(dst, marker, fp string) bool {
+	staged, err := os.ReadFile(marker)
+	if err != nil || string(staged) != fp {
+		return false
+	}
+	_, err = os.Stat(dst)
+	return err == nil
 }
 
 func stageEntry(dir, dst string, e *entry) error {

@@ -46,7 +46,7 @@ func dockerContextView(t *testing.T, dir string) []string {
 
 func stage(t *testing.T, src, dst string) string {
 	t.Helper()
-	fp, err := Stage(context.Background(), src, dst, linuxAMD64)
+	fp, err := Stage(context.Background(), src, dst, linuxAMD64, "")
 	if err != nil {
 		t.Fatalf("Stage: %v", err)
 	}
@@ -146,5 +146,20 @@ func TestStageRemovesFilesThatLeftTheContext(t *testing.T) {
 	stage(t, src, dst)
 	if _, err := os.Stat(filepath.Join(dst, "labels.json")); !os.IsNotExist(err) {
 		t.Fatalf("a file removed from the model is still staged (err %v)", err)
+	}
+}
+
+func TestStageTrustsAKnownFingerprintAlreadyStaged(t *testing.T) {
+	src := writeTree(t, modelTree)
+	dst := filepath.Join(t.TempDir(), "context")
+	fp := stage(t, src, dst)
+	// The model changes after the caller fingerprinted it: a known, staged
+	// fingerprint is returned as is, an unknown one is computed afresh.
+	writeFile(t, filepath.Join(src, "model.onnx"), "new weights")
+	if got, err := Stage(context.Background(), src, dst, linuxAMD64, fp); err != nil || got != fp {
+		t.Fatalf("Stage with the staged fingerprint = %s, %v; want %s", got, err, fp)
+	}
+	if got, err := Stage(context.Background(), src, dst, linuxAMD64, ""); err != nil || got == fp {
+		t.Fatalf("Stage without a known fingerprint = %s, %v; want a new one", got, err)
 	}
 }
