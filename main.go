@@ -149,11 +149,12 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	}
 
 	outputs := pulumi.Map{
-		"clusterName":              cluster.Cluster.Name,
-		"kubeconfig":               cluster.Kubeconfig,
-		"ciServiceAccountEmail":    ci.Account.Email,
-		"workloadIdentityProvider": ci.WorkloadIdentityProvider,
-		"registryUrl":              registry.URL,
+		"clusterName":                  cluster.Cluster.Name,
+		"kubeconfig":                   cluster.Kubeconfig,
+		"ciServiceAccountEmail":        ci.Account.Email,
+		"ciPreviewServiceAccountEmail": ci.PreviewAccount.Email,
+		"workloadIdentityProvider":     ci.WorkloadIdentityProvider,
+		"registryUrl":                  registry.URL,
 	}
 	if cfg.CI.JSONKey {
 		outputs["ciServiceAccountKey"] = ci.Key

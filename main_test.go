@@ -40,9 +40,10 @@ func newStackWorkspace(t *testing.T, stack string, overrides map[string]string) 
 		t.Fatalf("copying model/: %v", err)
 	}
 	base := map[string]string{
-		"gcp:project":        testProject,
-		"mlops:ciRepository": "acme/planets",
-		"mlops:modelDir":     w.modelDir,
+		"gcp:project":          testProject,
+		"mlops:ciRepository":   "acme/planets",
+		"mlops:ciRepositoryId": "123456789",
+		"mlops:modelDir":       w.modelDir,
 	}
 	for k, v := range overrides {
 		base[k] = v
@@ -100,9 +101,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 		"gcp:projects/service:Service":                                      6,
 		"gcp:artifactregistry/repository:Repository":                        1,
 		"gcp:artifactregistry/repositoryIamMember:RepositoryIamMember":      2,
-		"gcp:serviceaccount/account:Account":                                2,
-		"gcp:serviceaccount/iAMMember:IAMMember":                            1,
-		"gcp:projects/iAMMember:IAMMember":                                  2,
+		"gcp:serviceaccount/account:Account":                                3,
+		"gcp:serviceaccount/iAMMember:IAMMember":                            2,
+		"gcp:projects/iAMMember:IAMMember":                                  3,
 		"gcp:iam/workloadIdentityPool:WorkloadIdentityPool":                 1,
 		"gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": 1,
 		"gcp:container/cluster:Cluster":                                     1,
@@ -151,11 +152,12 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	}
 
 	wantOutputs := map[string]any{
-		"endpoint":                 "http://" + mocktest.ServiceIP + ":8080",
-		"clusterName":              "mlops-kubernetes",
-		"ciServiceAccountEmail":    "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
-		"workloadIdentityProvider": "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/mlops-ci-pool/providers/github",
-		"registryUrl":              "europe-west6-docker.pkg.dev/" + testProject + "/mlops",
+		"endpoint":                     "http://" + mocktest.ServiceIP + ":8080",
+		"clusterName":                  "mlops-kubernetes",
+		"ciServiceAccountEmail":        "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
+		"workloadIdentityProvider":     "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/" + ciPool + "/providers/github",
+		"ciPreviewServiceAccountEmail": "mlops-preview@" + testProject + ".iam.gserviceaccount.com",
+		"registryUrl":                  "europe-west6-docker.pkg.dev/" + testProject + "/mlops",
 	}
 	for k, v := range wantOutputs {
 		if outputs[k] != v {
@@ -170,6 +172,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	}
 }
 
+// ciPool is the Workload Identity pool id: the deploy account's unique id.
+var ciPool = "mlops-ci-" + mocktest.AccountUniqueID("mlops-ci@"+testProject+".iam.gserviceaccount.com")
+
 // forbiddenRoles can grant roles, create keys or do anything at all.
 var forbiddenRoles = []string{
 	"roles/owner", "roles/editor",
@@ -183,6 +188,8 @@ func TestRolesGrantedAreExactlyTheIntendedOnes(t *testing.T) {
 	mocks, _ := w.run(t)
 
 	ci := "serviceAccount:mlops-ci@" + testProject + ".iam.gserviceaccount.com"
+	preview := "serviceAccount:mlops-preview@" + testProject + ".iam.gserviceaccount.com"
+	pool := "principalSet://iam.googleapis.com/projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/" + ciPool
 	nodes := "serviceAccount:mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com"
 	repo := "projects/" + testProject + "/locations/europe-west6/repositories/mlops"
 	want := []string{
@@ -191,8 +198,12 @@ func TestRolesGrantedAreExactlyTheIntendedOnes(t *testing.T) {
 		"bucket planets-pulumi-state roles/storage.objectUser " + ci,
 		"project " + testProject + " roles/container.defaultNodeServiceAccount " + nodes,
 		"repository " + repo + " roles/artifactregistry.reader " + nodes,
+		"project " + testProject + " roles/container.viewer " + preview,
+		"bucket planets-pulumi-state roles/storage.objectViewer " + preview,
 		"serviceAccount projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com roles/iam.workloadIdentityUser " +
-			"principalSet://iam.googleapis.com/projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/mlops-ci-pool/attribute.repository/acme/planets",
+			pool + "/attribute.ref/refs/heads/main",
+		"serviceAccount projects/" + testProject + "/serviceAccounts/mlops-preview@" + testProject + ".iam.gserviceaccount.com roles/iam.workloadIdentityUser " +
+			pool + "/attribute.repository_id/123456789",
 	}
 	var got []string
 	for _, r := range mocks.Resources() {

@@ -14,34 +14,65 @@ import (
 	"github.com/planets-mlops/deploy/internal/config"
 )
 
-// CIProjectRoles are the only project-wide roles of the CI service account:
-// get cluster credentials and manage workloads in the cluster. Pushing images
-// is granted on the model repository alone, state access on the state bucket
-// alone. Nothing here can grant roles or create keys, so identity changes
-// stay with an admin's `pulumi up`.
+// CIProjectRoles are the only project-wide roles of the deploy service
+// account: get cluster credentials and manage workloads in the cluster.
+// Pushing images is granted on the model repository alone, state access on
+// the state bucket alone. Nothing here can grant roles, create keys or change
+// the cluster, node pool, registry settings or APIs: those changes stay with
+// an admin's `pulumi up` (internal/planreview lists them on the pull request).
 var CIProjectRoles = []string{"roles/container.developer"}
+
+// PreviewProjectRoles are the only project-wide roles of the preview service
+// account, which runs the pull/merge request's own code: read the cluster and
+// its objects (not Secrets), change nothing. What `pulumi preview` of this
+// program really needs, read from the sources of the pinned tools:
+//
+//   - The state (gs:// backend, pulumi/pkg/backend/diy): a preview reads
+//     .pulumi/meta.yaml and the stack's checkpoint. diyBackend.Preview takes
+//     no lock (only Update, Refresh, Destroy, Import and Watch call Lock), and
+//     apply writes no checkpoint, history or backup when DryRun is set.
+//     meta.yaml is written only when missing, and the admin's first login
+//     wrote it. So object get and list (roles/storage.objectViewer) suffice.
+//   - The cluster (pulumi-kubernetes v4, provider.go): Diff reads API
+//     discovery and the live object; Create and Update in preview try a
+//     server-side dry-run apply, which the API server authorizes like the
+//     write itself (patch), and on 403 Forbidden the provider falls back to
+//     a client-side preview (`req.GetPreview() && apierrors.IsForbidden`).
+//     So get/list (roles/container.viewer) suffice; the plan is then computed
+//     client-side, without the server's defaulting and admission.
+//   - The image (pulumi-docker v4 Image): buildOnPreview defaults to false,
+//     so a preview neither builds nor pushes and needs no registry access.
+//   - Google Cloud resources: Check and Diff call no API, and
+//     getClientConfig returns the caller's own token.
+var PreviewProjectRoles = []string{"roles/container.viewer"}
 
 const (
 	// ciRegistryRole lets CI push (and overwrite tags) in the model repository.
 	ciRegistryRole = "roles/artifactregistry.writer"
-	// ciStateRole lets CI read and write the Pulumi state objects, and
-	// nothing else in the bucket (no IAM, no bucket settings).
+	// ciStateRole lets CI read and write the Pulumi state objects (and its
+	// lock files), and nothing else in the bucket (no IAM, no bucket settings).
 	ciStateRole = "roles/storage.objectUser"
+	// previewStateRole lets previews read the state objects: get and list.
+	previewStateRole = "roles/storage.objectViewer"
 	// workloadIdentityUserRole lets federated CI identities impersonate the account.
 	workloadIdentityUserRole = "roles/iam.workloadIdentityUser"
 )
 
-// CIIdentity is the identity CI deploys with: a service account with least
-// privilege and, keyless by default, a Workload Identity pool and provider
-// that admit only the configured repository.
+// CIIdentity is what CI runs as: a deploy service account that only the
+// default branch's pipelines can use, a read-only preview service account for
+// every other pipeline of the repository, and, keyless by default, the
+// Workload Identity pool and provider that admit only that repository.
 type CIIdentity struct {
 	pulumi.ResourceState
 
+	// Account deploys (pulumi up on the default branch).
 	Account *serviceaccount.Account
+	// PreviewAccount previews pull and merge requests: it reads, never writes.
+	PreviewAccount *serviceaccount.Account
 	// WorkloadIdentityProvider is the provider's full resource name, what the
 	// GitHub auth action and GitLab's token audience need; empty without one.
 	WorkloadIdentityProvider pulumi.StringOutput
-	// Key is the base64 JSON key, a secret; empty unless asked for.
+	// Key is the deploy account's base64 JSON key, a secret; empty unless asked for.
 	Key pulumi.StringOutput
 }
 
@@ -52,7 +83,7 @@ type CIIdentityArgs struct {
 	Repository *artifactregistry.Repository
 }
 
-// NewCIIdentity declares the account, its bindings and the federation.
+// NewCIIdentity declares the accounts, their bindings and the federation.
 func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts ...pulumi.ResourceOption) (*CIIdentity, error) {
 	c := &CIIdentity{}
 	if err := ctx.RegisterComponentResource("mlops:infra:CIIdentity", name, c, opts...); err != nil {
@@ -64,18 +95,35 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 		Project:     pulumi.String(args.Project),
 		AccountId:   pulumi.String(args.CI.ServiceAccountID),
 		DisplayName: pulumi.String("Model deployments from CI"),
-		Description: pulumi.String("Deploys the model with pulumi up; cannot change IAM."),
+		Description: pulumi.String("Deploys the model with pulumi up from the default branch; cannot change IAM."),
 	}, parent)
 	if err != nil {
 		return nil, err
 	}
 	c.Account = account
+	preview, err := serviceaccount.NewAccount(ctx, name+"-preview", &serviceaccount.AccountArgs{
+		Project:     pulumi.String(args.Project),
+		AccountId:   pulumi.String(args.CI.PreviewServiceAccountID),
+		DisplayName: pulumi.String("Model previews from CI"),
+		Description: pulumi.String("Runs pulumi preview for pull and merge requests; reads the state and the cluster, changes nothing."),
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+	c.PreviewAccount = preview
 
+	var projectGrants []grant
 	for _, role := range CIProjectRoles {
-		if _, err := projects.NewIAMMember(ctx, name+"-"+roleSuffix(role), &projects.IAMMemberArgs{
+		projectGrants = append(projectGrants, grant{name + "-" + roleSuffix(role), role, account.Member})
+	}
+	for _, role := range PreviewProjectRoles {
+		projectGrants = append(projectGrants, grant{name + "-preview-" + roleSuffix(role), role, preview.Member})
+	}
+	for _, g := range projectGrants {
+		if _, err := projects.NewIAMMember(ctx, g.name, &projects.IAMMemberArgs{
 			Project: pulumi.String(args.Project),
-			Role:    pulumi.String(role),
-			Member:  account.Member,
+			Role:    pulumi.String(g.role),
+			Member:  g.member,
 		}, parent); err != nil {
 			return nil, err
 		}
@@ -90,12 +138,14 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 		return nil, err
 	}
 	if args.CI.StateBucket != "" {
-		if _, err := storage.NewBucketIAMMember(ctx, name+"-state", &storage.BucketIAMMemberArgs{
-			Bucket: pulumi.String(args.CI.StateBucket),
-			Role:   pulumi.String(ciStateRole),
-			Member: account.Member,
-		}, parent); err != nil {
-			return nil, err
+		for _, g := range []grant{{name + "-state", ciStateRole, account.Member}, {name + "-preview-state", previewStateRole, preview.Member}} {
+			if _, err := storage.NewBucketIAMMember(ctx, g.name, &storage.BucketIAMMemberArgs{
+				Bucket: pulumi.String(args.CI.StateBucket),
+				Role:   pulumi.String(g.role),
+				Member: g.member,
+			}, parent); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -121,53 +171,93 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{
 		"email":                    account.Email,
+		"previewEmail":             preview.Email,
 		"workloadIdentityProvider": c.WorkloadIdentityProvider,
 	})
+}
+
+// grant is one role binding of one account.
+type grant struct {
+	name, role string
+	member     pulumi.StringOutput
 }
 
 // oidcIssuer describes how one CI platform's OIDC tokens are trusted.
 type oidcIssuer struct {
 	issuer string
-	// repositoryClaim is the token claim that names the repository.
-	repositoryClaim string
-	mapping         map[string]string
+	// idClaim and nameClaim are the token claims with the repository's
+	// numeric id and its path; the provider admits a token only when both
+	// match, and each is mapped to the attribute of the same name.
+	idClaim, nameClaim string
+	// mapping is the attribute mapping; google.subject is built from
+	// numeric claims only, so it stays under Google's 127-byte limit
+	// whatever the length of the repository's or the branch's name.
+	mapping map[string]string
+	// deployAttribute is the mapped attribute whose value deployValue
+	// (of the default branch) selects the pipelines that may deploy.
+	deployAttribute string
+	deployValue     func(branch string) string
 }
 
 func issuerFor(ci config.CI) oidcIssuer {
 	if ci.Platform == config.CIGitLab {
 		return oidcIssuer{
-			issuer:          ci.GitLabURL,
-			repositoryClaim: "project_path",
+			issuer:    ci.GitLabURL,
+			idClaim:   "project_id",
+			nameClaim: "project_path",
 			mapping: map[string]string{
-				"google.subject":         "assertion.sub",
+				// sub is project_path:<group/project>:ref_type:branch:ref:<branch>,
+				// unbounded; GitLab's ids are numeric strings.
+				"google.subject":         `"project_id:" + assertion.project_id + ":pipeline_id:" + assertion.pipeline_id + ":job_id:" + assertion.job_id`,
+				"attribute.project_id":   "assertion.project_id",
 				"attribute.project_path": "assertion.project_path",
 				"attribute.ref":          "assertion.ref",
+				// The branch's name when it is a protected branch, else a
+				// value no branch can have (git forbids ':' in ref names).
+				"attribute.protected_branch": `assertion.ref_type == "branch" && assertion.ref_protected == "true" ? assertion.ref : ":unprotected"`,
 			},
+			deployAttribute: "protected_branch",
+			deployValue:     func(branch string) string { return branch },
 		}
 	}
 	return oidcIssuer{
-		issuer:          "https://token.actions.githubusercontent.com",
-		repositoryClaim: "repository",
+		issuer:    "https://token.actions.githubusercontent.com",
+		idClaim:   "repository_id",
+		nameClaim: "repository",
 		mapping: map[string]string{
-			"google.subject":       "assertion.sub",
-			"attribute.repository": "assertion.repository",
-			"attribute.ref":        "assertion.ref",
+			// sub (repo:<owner>/<repo>:environment:<name>, ...) can pass 127
+			// bytes with long names; GitHub's run ids are numeric strings.
+			"google.subject":          `"repository_id:" + assertion.repository_id + ":run_id:" + assertion.run_id + ":run_attempt:" + assertion.run_attempt`,
+			"attribute.repository_id": "assertion.repository_id",
+			"attribute.repository":    "assertion.repository",
+			// refs/heads/<branch> for pushes and manual runs, refs/pull/<n>/merge
+			// for pull requests, refs/tags/<tag> for tags.
+			"attribute.ref": "assertion.ref",
 		},
+		deployAttribute: "ref",
+		deployValue:     func(branch string) string { return "refs/heads/" + branch },
 	}
 }
 
-// federate declares the pool and provider for the CI platform and lets only
-// the configured repository impersonate the account.
+// federate declares the pool and provider for the CI platform, lets the
+// default branch's pipelines impersonate the deploy account and every
+// pipeline of the repository the preview account.
 func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentityArgs, parent pulumi.ResourceOption) (*iam.WorkloadIdentityPoolProvider, error) {
 	oidc := issuerFor(args.CI)
-	// Pool ids are 4-32 characters and deleted pools keep their id for 30
-	// days, so derive it from the account id, which is unique per project.
-	poolID := strings.TrimRight(truncate(args.CI.ServiceAccountID, 27), "-") + "-pool"
+	// A deleted pool keeps its id for 30 days (the API answers 409
+	// ALREADY_EXISTS to a create, and the id cannot be reused until the pool
+	// is purged; projects.locations.workloadIdentityPools State DELETED). So
+	// the id carries the deploy account's unique id, which GCP assigns anew
+	// whenever the account is created: after a `pulumi destroy`, the next
+	// `up` creates a new account and with it a pool of a new id.
+	poolID := c.Account.UniqueId.ApplyT(func(uniqueID string) string {
+		return workloadIdentityPoolID(args.CI.ServiceAccountID, uniqueID)
+	}).(pulumi.StringOutput)
 	pool, err := iam.NewWorkloadIdentityPool(ctx, name+"-pool", &iam.WorkloadIdentityPoolArgs{
 		Project:                pulumi.String(args.Project),
-		WorkloadIdentityPoolId: pulumi.String(poolID),
+		WorkloadIdentityPoolId: poolID,
 		DisplayName:            pulumi.String("CI deployments"),
-		Description:            pulumi.String("OIDC tokens of the CI that deploys the model."),
+		Description:            pulumi.String("OIDC tokens of the CI that previews and deploys the model."),
 	}, parent)
 	if err != nil {
 		return nil, err
@@ -179,22 +269,41 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 		DisplayName:                    pulumi.String(string(args.CI.Platform)),
 		AttributeMapping:               pulumi.ToStringMap(oidc.mapping),
 		// Tokens of every other repository on the platform are refused here,
-		// before any binding is even looked at.
-		AttributeCondition: pulumi.String(fmt.Sprintf("assertion.%s == %q", oidc.repositoryClaim, args.CI.Repository)),
-		Oidc:               &iam.WorkloadIdentityPoolProviderOidcArgs{IssuerUri: pulumi.String(oidc.issuer)},
+		// before any binding is even looked at: the numeric id cannot be
+		// taken over by a repository that reuses a freed name, the name
+		// guards against a mistyped id.
+		AttributeCondition: pulumi.String(fmt.Sprintf("assertion.%s == %q && assertion.%s == %q",
+			oidc.idClaim, args.CI.RepositoryID, oidc.nameClaim, args.CI.Repository)),
+		Oidc: &iam.WorkloadIdentityPoolProviderOidcArgs{IssuerUri: pulumi.String(oidc.issuer)},
 	}, parent)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := serviceaccount.NewIAMMember(ctx, name+"-workload-identity-user", &serviceaccount.IAMMemberArgs{
-		ServiceAccountId: c.Account.Name,
-		Role:             pulumi.String(workloadIdentityUserRole),
-		Member: pulumi.Sprintf("principalSet://iam.googleapis.com/%s/attribute.%s/%s",
-			pool.Name, oidc.repositoryClaim, args.CI.Repository),
-	}, parent); err != nil {
-		return nil, err
+	for _, b := range []struct {
+		name                      string
+		account                   *serviceaccount.Account
+		attribute, attributeValue string
+	}{
+		{name + "-workload-identity-user", c.Account, oidc.deployAttribute, oidc.deployValue(args.CI.DefaultBranch)},
+		{name + "-preview-workload-identity-user", c.PreviewAccount, oidc.idClaim, args.CI.RepositoryID},
+	} {
+		if _, err := serviceaccount.NewIAMMember(ctx, b.name, &serviceaccount.IAMMemberArgs{
+			ServiceAccountId: b.account.Name,
+			Role:             pulumi.String(workloadIdentityUserRole),
+			Member: pulumi.Sprintf("principalSet://iam.googleapis.com/%s/attribute.%s/%s",
+				pool.Name, b.attribute, b.attributeValue),
+		}, parent); err != nil {
+			return nil, err
+		}
 	}
 	return provider, nil
+}
+
+// workloadIdentityPoolID is "<start of the account id>-<its unique id>", at
+// most 32 characters as pool ids must be.
+func workloadIdentityPoolID(accountID, uniqueID string) string {
+	const maxLen = 32
+	return strings.TrimRight(truncate(accountID, maxLen-1-len(uniqueID)), "-") + "-" + uniqueID
 }
 
 // roleSuffix turns roles/container.developer into container-developer.

@@ -70,14 +70,20 @@ type GCP struct {
 	KeepImages         int
 }
 
-// CI is the identity CI deploys with.
+// CI is the identity CI deploys with, and the read-only one it previews with.
 type CI struct {
-	ServiceAccountID string
-	Platform         CIPlatform
-	Repository       string // owner/repo on GitHub, group/project on GitLab
-	GitLabURL        string
-	JSONKey          bool
-	StateBucket      string
+	ServiceAccountID        string
+	PreviewServiceAccountID string
+	Platform                CIPlatform
+	Repository              string // owner/repo on GitHub, group/project on GitLab
+	// RepositoryID is the repository's numeric id (GitHub repository_id,
+	// GitLab project_id): a name can be freed and taken by someone else.
+	RepositoryID string
+	// DefaultBranch is the only branch whose pipelines get the deploy identity.
+	DefaultBranch string
+	GitLabURL     string
+	JSONKey       bool
+	StateBucket   string
 }
 
 // Existing is an existing Kubernetes cluster and registry (TargetKubernetes).
@@ -179,6 +185,8 @@ var (
 	repositoryIDPattern   = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$`)
 	accountIDPattern      = regexp.MustCompile(`^[a-z][-a-z0-9]{4,28}[a-z0-9]$`)
 	bucketPattern         = regexp.MustCompile(`^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$`)
+	numericIDPattern      = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+	branchPattern         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]{0,243}$`)
 	githubRepoPattern     = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$`)
 	gitlabProjectPattern  = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
 	platformPattern       = regexp.MustCompile(`^linux/(?:amd64|arm64)$`)
@@ -219,26 +227,41 @@ func isZoneOf(zone, region string) bool {
 
 func (r *reader) ci() CI {
 	c := CI{
-		ServiceAccountID: r.match("ciServiceAccountId", accountIDPattern, "6-30 lowercase letters, digits and hyphens, starting with a letter"),
-		Platform:         CIPlatform(r.oneOf("ciPlatform", string(CIGitHub), string(CIGitLab), string(CINone))),
-		Repository:       r.str("ciRepository"),
-		GitLabURL:        r.str("gitlabUrl"),
-		JSONKey:          r.boolean("ciJsonKey"),
-		StateBucket:      r.str("stateBucket"),
+		ServiceAccountID:        r.match("ciServiceAccountId", accountIDPattern, "6-30 lowercase letters, digits and hyphens, starting with a letter"),
+		PreviewServiceAccountID: r.match("ciPreviewServiceAccountId", accountIDPattern, "6-30 lowercase letters, digits and hyphens, starting with a letter"),
+		Platform:                CIPlatform(r.oneOf("ciPlatform", string(CIGitHub), string(CIGitLab), string(CINone))),
+		Repository:              r.str("ciRepository"),
+		RepositoryID:            r.str("ciRepositoryId"),
+		DefaultBranch:           r.str("ciDefaultBranch"),
+		GitLabURL:               r.str("gitlabUrl"),
+		JSONKey:                 r.boolean("ciJsonKey"),
+		StateBucket:             r.str("stateBucket"),
+	}
+	if c.PreviewServiceAccountID == c.ServiceAccountID {
+		r.fail("ciPreviewServiceAccountId", c.PreviewServiceAccountID, "an account id other than ciServiceAccountId: previews get a read-only account of their own")
 	}
 	switch c.Platform {
 	case CIGitHub:
 		if !githubRepoPattern.MatchString(c.Repository) {
 			r.fail("ciRepository", c.Repository, "the GitHub repository allowed to deploy, as owner/repo")
 		}
+		if !numericIDPattern.MatchString(c.RepositoryID) {
+			r.fail("ciRepositoryId", c.RepositoryID, "the repository's numeric id: gh api repos/<owner>/<repo> --jq .id")
+		}
 	case CIGitLab:
 		if !gitlabProjectPattern.MatchString(c.Repository) {
 			r.fail("ciRepository", c.Repository, "the GitLab project allowed to deploy, as group/project")
+		}
+		if !numericIDPattern.MatchString(c.RepositoryID) {
+			r.fail("ciRepositoryId", c.RepositoryID, "the project's numeric id (Settings > General, Project ID)")
 		}
 		if u, err := url.Parse(c.GitLabURL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			r.fail("gitlabUrl", c.GitLabURL, "the https URL of the GitLab instance, such as https://gitlab.com")
 		}
 		c.GitLabURL = strings.TrimSuffix(c.GitLabURL, "/")
+	}
+	if c.Platform != CINone && (!branchPattern.MatchString(c.DefaultBranch) || strings.Contains(c.DefaultBranch, "..") || strings.HasPrefix(c.DefaultBranch, "refs/") || strings.HasSuffix(c.DefaultBranch, "/") || strings.HasSuffix(c.DefaultBranch, ".lock")) {
+		r.fail("ciDefaultBranch", c.DefaultBranch, "the name of the branch that deploys, such as main (no refs/heads/ prefix)")
 	}
 	if c.StateBucket != "" && !bucketPattern.MatchString(c.StateBucket) {
 		r.fail("stateBucket", c.StateBucket, "a GCS bucket name (without gs://), or empty")

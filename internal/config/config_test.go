@@ -19,9 +19,10 @@ func load(t *testing.T, overrides map[string]string) (*Config, error) {
 		t.Fatal(err)
 	}
 	base := map[string]string{
-		"gcp:project":        "planets-mlops-dev",
-		"mlops:ciRepository": "acme/planets",
-		"mlops:modelDir":     modelDir,
+		"gcp:project":          "planets-mlops-dev",
+		"mlops:ciRepository":   "acme/planets",
+		"mlops:ciRepositoryId": "123456789",
+		"mlops:modelDir":       modelDir,
 	}
 	for k, v := range overrides {
 		base[k] = v
@@ -75,6 +76,10 @@ func TestBadValuesAreNamedWithWhatIsExpected(t *testing.T) {
 		{"mlops:ciPlatform", "jenkins", `mlops:ciPlatform: got "jenkins"; expected one of github, gitlab, none`},
 		{"mlops:ciRepository", "", `mlops:ciRepository: got ""; expected the GitHub repository allowed to deploy, as owner/repo`},
 		{"mlops:ciRepository", "https://github.com/acme/planets", `expected the GitHub repository allowed to deploy, as owner/repo`},
+		{"mlops:ciRepositoryId", "", `mlops:ciRepositoryId: got ""; expected the repository's numeric id`},
+		{"mlops:ciRepositoryId", "acme/planets", `mlops:ciRepositoryId: got "acme/planets"; expected the repository's numeric id`},
+		{"mlops:ciDefaultBranch", "refs/heads/main", `mlops:ciDefaultBranch: got "refs/heads/main"; expected the name of the branch that deploys`},
+		{"mlops:ciPreviewServiceAccountId", "mlops-ci", `mlops:ciPreviewServiceAccountId: got "mlops-ci"; expected an account id other than ciServiceAccountId`},
 		{"mlops:stateBucket", "gs://state", `mlops:stateBucket: got "gs://state"; expected a GCS bucket name (without gs://)`},
 		{"mlops:replicas", "0", `mlops:replicas: got "0"; expected a whole number of at least 1`},
 		{"mlops:servicePort", "70000", `mlops:servicePort: got "70000"; expected a port number from 1 to 65535`},
@@ -120,9 +125,10 @@ func TestGitLabNeedsAGroupProjectAndAnHTTPSInstance(t *testing.T) {
 		}
 	}
 	c, err := load(t, map[string]string{
-		"mlops:ciPlatform":   "gitlab",
-		"mlops:ciRepository": "data-science/planets",
-		"mlops:gitlabUrl":    "https://gitlab.example.com/",
+		"mlops:ciPlatform":     "gitlab",
+		"mlops:ciRepository":   "data-science/planets",
+		"mlops:gitlabUrl":      "https://gitlab.example.com/",
+		"mlops:ciRepositoryId": "42",
 	})
 	if err != nil {
 		t.Fatalf("a valid GitLab setup was refused: %v", err)

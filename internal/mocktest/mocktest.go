@@ -8,6 +8,7 @@ package mocktest
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -159,6 +160,13 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	return nil, fmt.Errorf("mocktest: no mock for function %s", args.Token)
 }
 
+// AccountUniqueID is the uniqueId the mocks give the service account email:
+// 21 digits, as GCP gives every account (a re-created one too) a new one.
+func AccountUniqueID(email string) string {
+	sum := sha256.Sum256([]byte(email))
+	return fmt.Sprintf("1%020d", binary.BigEndian.Uint64(sum[:8]))
+}
+
 // computedOutputs are the outputs a provider computes for a resource type.
 func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 	str := func(k string) string {
@@ -172,7 +180,8 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 		email := fmt.Sprintf("%s@%s.iam.gserviceaccount.com", str("accountId"), str("project"))
 		return map[string]any{
 			"email": email, "member": "serviceAccount:" + email,
-			"name": fmt.Sprintf("projects/%s/serviceAccounts/%s", str("project"), email),
+			"name":     fmt.Sprintf("projects/%s/serviceAccounts/%s", str("project"), email),
+			"uniqueId": AccountUniqueID(email),
 		}
 	case "gcp:serviceaccount/key:Key":
 		return map[string]any{"privateKey": base64.StdEncoding.EncodeToString([]byte(`{"type":"service_account"}`))}
