@@ -489,8 +489,10 @@ func TestGitHubJobConditions(t *testing.T) {
 	}{
 		{pr, "test", "", nil},
 		// Forks: tests only, no credentials.
-		{pr, "preview", "github.event.pull_request.head.repo.full_name == github.repository", []string{"test"}},
-		{pr, "comment", "${{ !cancelled() && needs.preview.result != 'skipped' }}", []string{"preview"}},
+		// Dependabot: no secrets, so no preview (README says how to get one).
+		{pr, "preview", "github.event.pull_request.head.repo.full_name == github.repository && github.actor != 'dependabot[bot]'", []string{"test"}},
+		// Also after failed tests, to mark the earlier preview stale.
+		{pr, "comment", "${{ !cancelled() && github.event.pull_request.head.repo.full_name == github.repository && github.actor != 'dependabot[bot]' }}", []string{"test", "preview"}},
 		{deploy, "test", "", nil},
 		// workflow_dispatch may start on any branch: only main deploys.
 		{deploy, "deploy", "github.ref == 'refs/heads/main'", []string{"test"}},
@@ -543,11 +545,13 @@ func TestGitHubSetup(t *testing.T) {
 	for _, tc := range []struct {
 		file, job string
 		cloud     bool
+		account   string // the variable naming the service account it runs as
 	}{
-		{"pull-request.yml", "test", false},
-		{"pull-request.yml", "preview", true},
-		{"deploy.yml", "test", false},
-		{"deploy.yml", "deploy", true},
+		{"pull-request.yml", "test", false, ""},
+		// Pull requests run their own code: the read-only account.
+		{"pull-request.yml", "preview", true, "GCP_PREVIEW_SERVICE_ACCOUNT"},
+		{"deploy.yml", "test", false, ""},
+		{"deploy.yml", "deploy", true, "GCP_SERVICE_ACCOUNT"},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
 			j := loadWorkflow(t, tc.file).job(t, tc.job)
@@ -577,7 +581,7 @@ func TestGitHubSetup(t *testing.T) {
 			}
 			want := map[string]string{
 				"workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
-				"service_account":            "${{ vars.GCP_SERVICE_ACCOUNT }}",
+				"service_account":            "${{ vars." + tc.account + " }}",
 			}
 			if !equalMaps(auth.With, want) {
 				t.Errorf("auth with %v, want exactly %v (keyless)", auth.With, want)
@@ -590,31 +594,40 @@ func TestGitHubSetup(t *testing.T) {
 			if _, s, ok := j.stepUsing("pulumi/actions"); !ok || s.With["pulumi-version"] != pulumiVersion || s.With["command"] != "" {
 				t.Errorf("pulumi/actions %+v: want install only, pulumi-version %s", s, pulumiVersion)
 			}
-			if got := j.Env["PULUMI_CONFIG_PASSPHRASE"]; got != "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}" {
-				t.Errorf("env PULUMI_CONFIG_PASSPHRASE = %q", got)
-			}
 		})
 	}
 }
 
+// TestGitHubPreviewComment: the preview job makes the comment's text (it
+// already runs the pull request's code), the comment job only posts it,
+// runs no code of the pull request, and marks the earlier comment stale
+// when the tests failed.
 func TestGitHubPreviewComment(t *testing.T) {
 	pr := loadWorkflow(t, "pull-request.yml")
-	if got := pr.job(t, "preview").Outputs["report"]; got != "${{ steps.preview.outputs.report }}" {
-		t.Errorf("preview job output report = %q", got)
+	preview := pr.job(t, "preview")
+	if got := preview.Outputs["comment"]; got != "${{ steps.comment.outputs.body }}" {
+		t.Errorf("preview job output comment = %q", got)
+	}
+	_, text, ok := preview.stepWithID("comment")
+	if !ok || !strings.Contains(text.Run, `hack/preview-comment.sh "$RUNNER_TEMP/preview.txt" "$RUNNER_TEMP/admin.md"`) ||
+		text.Env["OUTCOME"] != "${{ steps.preview.outcome }}" || !strings.HasPrefix(text.If, "${{ !cancelled()") {
+		t.Errorf("preview job: comment step %+v; want hack/preview-comment.sh with the preview's outcome, also after a failed preview", text)
 	}
 	c := pr.job(t, "comment")
 	if len(c.Steps) != 1 {
 		t.Fatalf("comment job: %d steps, want 1 (no checkout, no third-party code)", len(c.Steps))
 	}
 	s := c.Steps[0]
-	if s.Env["REPORT"] != "${{ needs.preview.outputs.report }}" || s.Env["GH_TOKEN"] != "${{ github.token }}" {
-		t.Errorf("comment env %v: want REPORT from the preview job and GH_TOKEN = github.token", s.Env)
+	if s.Env["COMMENT"] != "${{ needs.preview.outputs.comment }}" || s.Env["TESTS"] != "${{ needs.test.result }}" || s.Env["GH_TOKEN"] != "${{ github.token }}" {
+		t.Errorf("comment env %v: want COMMENT from the preview job, TESTS = needs.test.result and GH_TOKEN = github.token", s.Env)
 	}
 	for _, want := range []string{
 		"marker='<!-- pulumi-preview: mlops/dev -->'",
 		`startswith(\"$marker\")`,                             // finds the earlier comment ...
 		`--method PATCH "repos/$GH_REPO/issues/comments/$id"`, // ... and updates it
 		`--method POST "repos/$GH_REPO/issues/$PR_NUMBER/comments"`,
+		`if [[ "$TESTS" == success && "$COMMENT" == "$marker"* ]]`,
+		"**Stale:** the tests failed on commit", // failed tests mark it stale
 	} {
 		if !strings.Contains(s.Run, want) {
 			t.Errorf("comment script lacks %q", want)
@@ -632,6 +645,15 @@ func TestGitHubPreviewComment(t *testing.T) {
 			t.Errorf("deploy job summary lacks %s", want)
 		}
 	}
+}
+
+func (j job) stepWithID(id string) (int, step, bool) {
+	for i, s := range j.Steps {
+		if s.ID == id {
+			return i, s, true
+		}
+	}
+	return -1, step{}, false
 }
 
 // TestGitHubNoSecretsPrinted: scripts get data only through env (no ${{ }} in
@@ -736,7 +758,7 @@ func TestGitHubToolchainCache(t *testing.T) {
 			}
 			ti := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/test.sh" })
 			gi, setupGo, _ := j.stepUsing("actions/setup-go")
-			tools := slices.IndexFunc(j.Steps, func(s step) bool { return strings.Contains(s.Run, "hack/toolchain.sh") })
+			tools := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/ci-tools.sh" })
 			if !(gi < ri && ri < tools && tools < ti && ti < si) || gi < 0 || tools < 0 || ti < 0 {
 				t.Errorf("step order: setup-go %d, restore %d, toolchain %d, hack/test.sh %d, save %d; want them in this order", gi, ri, tools, ti, si)
 			}
@@ -841,9 +863,11 @@ type gitlabJob struct {
 	Interruptible *bool                        `yaml:"interruptible"`
 	ResourceGroup string                       `yaml:"resource_group"`
 	Environment   *struct {
-		Name string `yaml:"name"`
-		URL  string `yaml:"url"`
+		Name   string `yaml:"name"`
+		URL    string `yaml:"url"`
+		Action string `yaml:"action"`
 	} `yaml:"environment"`
+	AfterScript []string `yaml:"after_script"`
 }
 
 // gitlabCache is one entry of `cache:` (a job's may be one entry or a list).
@@ -1008,7 +1032,7 @@ func (ci gitlabCI) job(t *testing.T, name string) gitlabJob {
 }
 
 func (j gitlabJob) allScripts() []string {
-	return append(slices.Clone(j.BeforeScript), j.Script...)
+	return append(append(slices.Clone(j.BeforeScript), j.Script...), j.AfterScript...)
 }
 
 // TestGitLabTriggers evaluates the rules in the pipelines GitLab would create
@@ -1120,10 +1144,12 @@ func TestGitLabJobs(t *testing.T) {
 		cloud         bool
 		interruptible bool
 		resourceGroup string
+		account       string // the variable naming the service account it runs as
+		envAction     string
 	}{
-		{"test", nil, []string{"preview", "up", "login"}, false, true, ""},
-		{"preview", []string{"preview --stack dev --diff --non-interactive"}, []string{"up", "destroy", "refresh", "import", "cancel", "state"}, true, true, ""},
-		{"deploy", []string{"up --stack dev --yes --non-interactive", "stack output endpoint --stack dev", "stack output modelFingerprint --stack dev"}, []string{"destroy", "refresh", "import", "cancel", "state", "preview"}, true, false, resourceGroup},
+		{"test", nil, []string{"preview", "up", "login"}, false, true, "", "", ""},
+		{"preview", []string{"preview --stack dev --diff --non-interactive"}, []string{"up", "destroy", "refresh", "import", "cancel", "state"}, true, true, "", "GCP_PREVIEW_SERVICE_ACCOUNT", "prepare"},
+		{"deploy", []string{"up --stack dev --yes --non-interactive", "stack output endpoint --stack dev", "stack output modelFingerprint --stack dev"}, []string{"destroy", "refresh", "import", "cancel", "state", "preview"}, true, false, resourceGroup, "GCP_SERVICE_ACCOUNT", ""},
 	} {
 		t.Run(tc.job, func(t *testing.T) {
 			j := ci.job(t, tc.job)
@@ -1139,10 +1165,21 @@ func TestGitLabJobs(t *testing.T) {
 				t.Errorf("resource_group = %q, want %q", j.ResourceGroup, tc.resourceGroup)
 			}
 			if !tc.cloud {
-				if !slices.Equal(j.Script, []string{"hack/test.sh"}) || len(j.IDTokens) != 0 {
-					t.Errorf("test job: script %q, id_tokens %v; want hack/test.sh and no identity", j.Script, j.IDTokens)
+				if !slices.Equal(j.Script, []string{"hack/ci-tools.sh", "hack/test.sh"}) || len(j.IDTokens) != 0 {
+					t.Errorf("test job: script %q, id_tokens %v; want hack/ci-tools.sh, hack/test.sh and no identity", j.Script, j.IDTokens)
+				}
+				// Variables scoped to an environment reach only jobs that
+				// name it: the test job runs merge request code.
+				if j.Environment != nil || len(j.Variables) != 0 {
+					t.Errorf("test job: environment %+v, variables %v; want neither (no CI/CD variable may reach it)", j.Environment, j.Variables)
 				}
 				return
+			}
+			if j.Environment == nil || j.Environment.Name != stack || j.Environment.Action != tc.envAction {
+				t.Errorf("environment %+v, want %s with action %q (the variables are scoped to it)", j.Environment, stack, tc.envAction)
+			}
+			if got := j.Variables["SERVICE_ACCOUNT"]; got != "$"+tc.account {
+				t.Errorf("SERVICE_ACCOUNT = %q, want $%s", got, tc.account)
 			}
 			if !slices.Equal(j.Needs, []string{"test"}) {
 				t.Errorf("needs = %v, want [test]", j.Needs)
@@ -1153,7 +1190,7 @@ func TestGitLabJobs(t *testing.T) {
 			all := strings.Join(j.allScripts(), "\n")
 			for _, want := range []string{
 				`gcloud iam workload-identity-pools create-cred-config "$GCP_WORKLOAD_IDENTITY_PROVIDER"`,
-				`--service-account="$GCP_SERVICE_ACCOUNT"`,
+				`--service-account="$SERVICE_ACCOUNT"`,
 				`--credential-source-file="$creds_dir/id-token"`,
 				"google-cloud-cli-gke-gcloud-auth-plugin",
 				"pulumi-v${PULUMI_VERSION}-linux-x64.tar.gz",
@@ -1277,7 +1314,7 @@ func TestDocsNameEverySetting(t *testing.T) {
 			github[m[2]] = true
 		}
 	}
-	if got, want := keys(github), []string{"GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
+	if got, want := keys(github), []string{"GCP_PREVIEW_SERVICE_ACCOUNT", "GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
 		t.Errorf("GitHub variables and secrets = %v, want %v", got, want)
 	}
 
@@ -1302,8 +1339,14 @@ func TestDocsNameEverySetting(t *testing.T) {
 			}
 		}
 	}
+	// PULUMI_CONFIG_PASSPHRASE is read by pulumi and hack/check-passphrase.sh.
+	gitlab["PULUMI_CONFIG_PASSPHRASE"] = true
 	for _, j := range ci.jobs {
-		for _, s := range j.allScripts() {
+		texts := j.allScripts()
+		for _, v := range j.Variables {
+			texts = append(texts, v)
+		}
+		for _, s := range texts {
 			for _, m := range shellRef.FindAllStringSubmatch(s, -1) {
 				if !defined[m[1]] && !strings.HasPrefix(m[1], "CI_") {
 					gitlab[m[1]] = true
@@ -1311,7 +1354,7 @@ func TestDocsNameEverySetting(t *testing.T) {
 			}
 		}
 	}
-	if got, want := keys(gitlab), []string{"GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "PULUMI_ACCESS_TOKEN", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
+	if got, want := keys(gitlab), []string{"GCP_PREVIEW_SERVICE_ACCOUNT", "GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
 		t.Errorf("GitLab variables read = %v, want %v", got, want)
 	}
 
@@ -1322,6 +1365,15 @@ func TestDocsNameEverySetting(t *testing.T) {
 	for _, want := range append(keys(gitlab),
 		"pulumi stack output workloadIdentityProvider",
 		"pulumi stack output ciServiceAccountEmail",
+		"pulumi stack output ciPreviewServiceAccountEmail",
+		"mlops:ciRepositoryId",
+		"mlops:ciDefaultBranch",
+		"Environment scope",
+		"process_mode=newest_first",
+		"Prevent outdated deployment jobs",
+		"openssl rand -hex 32",
+		"dependabot",
+		"rejected by the attribute condition",
 		"pulumi stack init dev",
 		"pulumi login gs://",
 		"mlops:ciPlatform",
