@@ -1372,7 +1372,7 @@ func TestDocsNameEverySetting(t *testing.T) {
 		"process_mode=newest_first",
 		"Prevent outdated deployment jobs",
 		"openssl rand -hex 32",
-		"dependabot",
+		"Dependabot",
 		"rejected by the attribute condition",
 		"pulumi stack init dev",
 		"pulumi login gs://",
