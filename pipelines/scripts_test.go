@@ -568,3 +568,124 @@ func TestGitLabImagePinnedToGoMod(t *testing.T) {
 }
 
 func yamlUnmarshal(text string, v any) error { return yaml.Unmarshal([]byte(text), v) }
+
+// fakeGitHubComments is a stand-in for the `gh api` calls of the comment
+// job (GitHub's API is not reachable here), keeping the pull request's
+// comments in a JSON file and applying --jq filters with the real jq.
+const fakeGitHubComments = `#!/usr/bin/env bash
+set -euo pipefail
+store=$COMMENTS_FILE
+[[ $1 == api ]] || { echo "gh stand-in: unexpected $*" >&2; exit 1; }
+shift
+method=GET paginate=false filter= input=
+while [[ $1 == --* ]]; do
+  case $1 in
+    --method) method=$2; shift 2 ;;
+    --paginate) paginate=true; shift ;;
+    --jq) filter=$2; shift 2 ;;
+    --input) input=$2; shift 2 ;;
+    *) echo "gh stand-in: unexpected flag $1" >&2; exit 1 ;;
+  esac
+done
+path=$1; shift
+while (($#)); do
+  case $1 in
+    --jq) filter=$2; shift 2 ;;
+    --input) input=$2; shift 2 ;;
+    *) echo "gh stand-in: unexpected argument $1" >&2; exit 1 ;;
+  esac
+done
+echo "$method $path" >> "$COMMENTS_FILE.calls"
+case "$method $path" in
+  "GET repos/acme/planets/issues/7/comments") jq -r "$filter" "$store" ;;
+  "GET repos/acme/planets/issues/comments/"*) jq -r --argjson id "${path##*/}" ".[] | select(.id == \$id) | $filter" "$store" ;;
+  "PATCH repos/acme/planets/issues/comments/"*)
+    jq --argjson id "${path##*/}" --slurpfile p "$input" 'map(if .id == $id then .body = $p[0].body else . end)' "$store" > "$store.new"
+    mv "$store.new" "$store" ;;
+  "POST repos/acme/planets/issues/7/comments")
+    jq --slurpfile p "$input" '. + [{id: (100 + length), user: {login: "github-actions[bot]"}, body: $p[0].body}]' "$store" > "$store.new"
+    mv "$store.new" "$store" ;;
+  *) echo "gh stand-in: unexpected $method $path" >&2; exit 1 ;;
+esac
+`
+
+// TestGitHubCommentJob runs the comment job's script through a sequence of
+// pushes: the first preview creates the comment, the next updates it, failed
+// tests mark it stale (once, however often they fail), and a new preview
+// replaces it again. Another user's comment with the marker is left alone.
+func TestGitHubCommentJob(t *testing.T) {
+	requireTool(t, "jq")
+	script := loadWorkflow(t, "pull-request.yml").job(t, "comment").Steps[0].Run
+	dir := t.TempDir()
+	store := filepath.Join(dir, "comments.json")
+	human := `{"id": 1, "user": {"login": "alice"}, "body": "<!-- pulumi-preview: mlops/dev --> quoted by a human"}`
+	if err := os.WriteFile(store, []byte("["+human+"]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gh"), []byte(fakeGitHubComments), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "<!-- pulumi-preview: mlops/dev -->"
+	push := func(tests, comment, sha string) string {
+		t.Helper()
+		out, code := runBash(t, dir, script, "PATH="+dir+":"+os.Getenv("PATH"), "COMMENTS_FILE="+store, "RUNNER_TEMP="+t.TempDir(),
+			"GH_TOKEN=token", "GH_REPO=acme/planets", "PR_NUMBER=7", "HEAD_SHA="+sha, "RUN_URL=https://ci.example/run/"+sha[:3],
+			"TESTS="+tests, "COMMENT="+comment)
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		return out
+	}
+	ours := func() []string {
+		t.Helper()
+		var comments []struct {
+			ID   int
+			User struct{ Login string }
+			Body string
+		}
+		b, _ := os.ReadFile(store)
+		if err := json.Unmarshal(b, &comments); err != nil {
+			t.Fatal(err)
+		}
+		var bodies []string
+		for _, c := range comments {
+			if c.User.Login == "github-actions[bot]" {
+				bodies = append(bodies, strings.TrimRight(c.Body, "\n")+"\n")
+			} else if c.Body != `<!-- pulumi-preview: mlops/dev --> quoted by a human` {
+				t.Errorf("another user's comment was changed: %q", c.Body)
+			}
+		}
+		return bodies
+	}
+
+	if out := push("failure", "", "aaaaaaa1"); !strings.Contains(out, "no earlier preview comment") || len(ours()) != 0 {
+		t.Fatalf("failed tests before any preview: %q, comments %q", out, ours())
+	}
+	first := marker + "\n#### preview of aaaaaaa2\n```diff\n+ create\n```\n"
+	push("success", first, "aaaaaaa2")
+	if got := ours(); len(got) != 1 || got[0] != first {
+		t.Fatalf("after the first preview: %q", got)
+	}
+	second := marker + "\n#### preview of bbbbbbb1\n"
+	push("success", second, "bbbbbbb1")
+	if got := ours(); len(got) != 1 || got[0] != second {
+		t.Fatalf("after the second preview: %q", got)
+	}
+	for _, sha := range []string{"ccccccc1", "ddddddd1"} {
+		push("failure", "", sha)
+		got := ours()
+		if len(got) != 1 || !strings.HasPrefix(got[0], marker+"\n> [!CAUTION]\n> **Stale:** the tests failed on commit "+sha[:7]) ||
+			!strings.HasSuffix(got[0], "#### preview of bbbbbbb1\n") || strings.Count(got[0], "**Stale:**") != 1 {
+			t.Fatalf("after failed tests on %s: %q", sha, got)
+		}
+	}
+	push("success", "", "eeeeeee1") // the preview job died before the comment step
+	if got := ours(); len(got) != 1 || !strings.Contains(got[0], "did not run") || strings.Contains(got[0], "Stale") {
+		t.Fatalf("after a preview that did not run: %q", got)
+	}
+	third := marker + "\n#### preview of fffffff1\n"
+	push("success", third, "fffffff1")
+	if got := ours(); len(got) != 1 || got[0] != third {
+		t.Fatalf("after the third preview: %q", got)
+	}
+}
