@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -687,5 +688,35 @@ func TestGitHubCommentJob(t *testing.T) {
 	push("success", third, "fffffff1")
 	if got := ours(); len(got) != 1 || got[0] != third {
 		t.Fatalf("after the third preview: %q", got)
+	}
+}
+
+// TestScriptsPassShellcheck: actionlint shellchecks the GitHub workflows'
+// scripts; this does the same for the hack/ scripts both pipelines run and
+// for every job script of .gitlab-ci.yml (as GitLab runs them: one bash
+// script per job, before_script then script).
+func TestScriptsPassShellcheck(t *testing.T) {
+	requireTool(t, "shellcheck")
+	shellcheck := func(t *testing.T, path string) {
+		t.Helper()
+		// SC2154: variables GitLab or the environment set are not assigned here.
+		if out, err := exec.Command("shellcheck", "--shell=bash", "--exclude=SC2154", path).CombinedOutput(); err != nil {
+			t.Errorf("shellcheck %s: %v\n%s", path, err, out)
+		}
+	}
+	for _, name := range []string{"check-endpoint.sh", "check-passphrase.sh", "ci-tools.sh", "preview-comment.sh"} {
+		shellcheck(t, repoPath(t, filepath.Join("hack", name)))
+	}
+	for name, j := range loadGitLab(t).jobs {
+		for part, lines := range map[string][]string{"script": append(slices.Clone(j.BeforeScript), j.Script...), "after_script": j.AfterScript} {
+			if len(lines) == 0 {
+				continue
+			}
+			p := filepath.Join(t.TempDir(), name+"-"+part+".sh")
+			if err := os.WriteFile(p, []byte("#!/usr/bin/env bash\n"+strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			shellcheck(t, p)
+		}
 	}
 }
