@@ -29,8 +29,9 @@ var CIProjectRoles = []string{"roles/container.developer"}
 //
 //   - The state (gs:// backend, pulumi/pkg/backend/diy): a preview reads
 //     .pulumi/meta.yaml and the stack's checkpoint. diyBackend.Preview takes
-//     no lock (only Update, Refresh, Destroy, Import and Watch call Lock), and
-//     apply writes no checkpoint, history or backup when DryRun is set.
+//     no lock (Lock is called by Update, Import, Refresh, Destroy, stack
+//     create, remove, rename and import), and apply writes no checkpoint,
+//     history or backup when DryRun is set.
 //     meta.yaml is written only when missing, and the admin's first login
 //     wrote it. So object get and list (roles/storage.objectViewer) suffice.
 //   - The cluster (pulumi-kubernetes v4, provider.go): Diff reads API
