@@ -82,14 +82,15 @@ func TestAdminChangesFromARealEngine(t *testing.T) {
 		t.Fatalf("preview: %v\n%s", err, out.String())
 	}
 	<-done
-	changes, err := AdminChanges(&log)
+	text := log.String()
+	changes, err := AdminChanges(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(changes) != 1 || changes[0].Name() != "apis-monitoring" || changes[0].What != "an API of the project" || len(changes[0].Ops) != 1 || changes[0].Ops[0] != "create" {
-		t.Errorf("admin changes %+v, want only the new API (create); event log:\n%s", changes, log.String())
+		t.Errorf("admin changes %+v, want only the new API (create); event log:\n%s", changes, text)
 	}
-	if !strings.Contains(log.String(), `"op":"same","urn":"urn:pulumi:dev::planreview::gcp:container/cluster:Cluster::cluster"`) {
-		t.Errorf("the event log does not show the cluster as same:\n%s", log.String())
+	if !strings.Contains(text, `"op":"same","urn":"urn:pulumi:dev::planreview::gcp:container/cluster:Cluster::cluster"`) {
+		t.Errorf("the event log does not show the cluster as same:\n%s", text)
 	}
 }
