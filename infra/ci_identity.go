@@ -248,9 +248,11 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 	// A deleted pool keeps its id for 30 days (the API answers 409
 	// ALREADY_EXISTS to a create, and the id cannot be reused until the pool
 	// is purged; projects.locations.workloadIdentityPools State DELETED). So
-	// the id carries the deploy account's unique id, which GCP assigns anew
-	// whenever the account is created: after a `pulumi destroy`, the next
-	// `up` creates a new account and with it a pool of a new id.
+	// the id carries the deploy account's unique id (21 digits), which GCP
+	// assigns anew whenever the account is created, also under a reused
+	// account id (projects.serviceAccounts, field uniqueId): after a
+	// `pulumi destroy`, the next `up` creates a new account and with it a
+	// pool of a new id.
 	poolID := c.Account.UniqueId.ApplyT(func(uniqueID string) string {
 		return workloadIdentityPoolID(args.CI.ServiceAccountID, uniqueID)
 	}).(pulumi.StringOutput)
