@@ -53,8 +53,8 @@ func (l *acceptLog) Accept() (net.Conn, error) {
 // finish, and no request the server accepted may fail.
 func TestGracefulShutdown(t *testing.T) {
 	model := testruntime.LoadModel(t, 2)
-	srv := server.New(slowModel{Predictor: model, delay: 5 * time.Millisecond}, testLimits, quietLog)
-	srv.SetReady(true)
+	srv := server.New(testLimits, quietLog)
+	srv.SetModel(slowModel{Predictor: model, delay: 5 * time.Millisecond})
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,111 @@
+// Package libjpeg decodes JPEG with libjpeg-turbo (cgo; the Debian package
+// libjpeg62-turbo-dev, linked statically), the library Pillow decodes with
+// on the training side, so both sides get the same samples by construction.
+//
+// For a YCbCr (or gray) JPEG the result is the luma plane alone: libjpeg
+// skips the chroma components' inverse DCT and upsampling. Every decode
+// reads the header first and refuses images over the pixel limit before
+// any pixel is decoded; it stops after a bounded number of scans (a small
+// progressive file can otherwise repeat scans over a large image for
+// minutes) and as soon as its context is done.
+package libjpeg
+
+/*
+#cgo LDFLAGS: -l:libjpeg.a
+#include <stdlib.h>
+#include "decode.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Options bound one decode.
+type Options struct {
+	// MaxPixels refuses larger images from their header alone.
+	MaxPixels int64
+	// MaxScans stops files with more scans (progressive JPEGs have about
+	// ten; djpeg's -maxscans is the same bound).
+	MaxScans int
+	// MaxMemory bounds libjpeg's whole-image coefficient buffers (progressive
+	// and multi-scan files), in bytes.
+	MaxMemory int64
+}
+
+var (
+	// ErrTooManyPixels: the header announces more than Options.MaxPixels.
+	ErrTooManyPixels = errors.New("too many pixels")
+	// ErrTooManyScans: the file has more than Options.MaxScans scans.
+	ErrTooManyScans = errors.New("too many scans")
+	// ErrCorrupt: libjpeg refused the data (truncated, corrupt, not a JPEG).
+	ErrCorrupt = errors.New("corrupt JPEG")
+	// ErrUnsupported: a colour space other than gray, YCbCr, RGB, CMYK, YCCK.
+	ErrUnsupported = errors.New("unsupported JPEG colour space")
+)
+
+// Decode decodes data: an *image.Gray for gray and YCbCr JPEGs (the luma
+// plane), an *image.RGBA for RGB ones, an *image.CMYK for CMYK and YCCK
+// ones (Adobe's inverted samples put right). A context that is done stops
+// the decode with the context's error.
+func Decode(ctx context.Context, data []byte, opts Options) (image.Image, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	// cancel is read by libjpeg's progress monitor on every row it reads.
+	cancel := new(C.int)
+	stop := context.AfterFunc(ctx, func() { atomic.StoreInt32((*int32)(unsafe.Pointer(cancel)), 1) })
+	defer stop()
+
+	var res C.plj_result
+	C.plj_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.longlong(opts.MaxPixels),
+		C.int(opts.MaxScans), C.long(opts.MaxMemory), cancel, &res)
+	if res.pix != nil {
+		defer C.free(unsafe.Pointer(res.pix))
+	}
+	width, height := int(res.width), int(res.height)
+	switch res.code {
+	case C.PLJ_OK:
+	case C.PLJ_ERR_TOO_MANY_PIXELS:
+		return nil, fmt.Errorf("%w: %dx%d = %d pixels, limit is %d", ErrTooManyPixels, width, height, int64(width)*int64(height), opts.MaxPixels)
+	case C.PLJ_ERR_TOO_MANY_SCANS:
+		return nil, fmt.Errorf("%w: more than %d scans", ErrTooManyScans, opts.MaxScans)
+	case C.PLJ_ERR_CANCELLED:
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, context.Canceled
+	case C.PLJ_ERR_COLOR_SPACE:
+		return nil, fmt.Errorf("%w (%d components)", ErrUnsupported, int(res.components))
+	case C.PLJ_ERR_NO_MEMORY:
+		return nil, fmt.Errorf("decoding a %dx%d JPEG: out of memory", width, height)
+	default:
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, C.GoString(&res.msg[0]))
+	}
+
+	rect := image.Rect(0, 0, width, height)
+	switch res.out {
+	case C.PLJ_OUT_GRAY:
+		img := image.NewGray(rect)
+		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
+		return img, nil
+	case C.PLJ_OUT_RGBA:
+		img := image.NewRGBA(rect)
+		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
+		return img, nil
+	default:
+		img := image.NewCMYK(rect)
+		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
+		if res.adobe != 0 {
+			for i, v := range img.Pix {
+				img.Pix[i] = 255 - v
+			}
+		}
+		return img, nil
+	}
+}
