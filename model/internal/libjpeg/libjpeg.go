@@ -57,6 +57,9 @@ func Decode(ctx context.Context, data []byte, opts Options) (image.Image, error)
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// cancel is read by libjpeg's progress monitor on every row it reads.
 	cancel := new(C.int)
 	stop := context.AfterFunc(ctx, func() { atomic.StoreInt32((*int32)(unsafe.Pointer(cancel)), 1) })

@@ -3,7 +3,6 @@ package libjpeg_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"image"
 	"os"
@@ -12,33 +11,10 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/libjpeg"
+	"github.com/planets-mlops/deploy/model/internal/testruntime"
 )
 
 var opts = libjpeg.Options{MaxPixels: 1 << 22, MaxScans: 100, MaxMemory: 64 << 20}
-
-func segment(marker byte, payload ...byte) []byte {
-	b := []byte{0xff, marker}
-	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)+2))
-	return append(b, payload...)
-}
-
-// scanBomb is a progressive gray JPEG of width x height whose scans carry
-// no data, its DC scan followed by scans-1 AC scans: each costs libjpeg a
-// pass over the whole image (the data runs out at once; libjpeg warns and
-// decodes zeros), so a few bytes a scan buy a lot of work.
-func scanBomb(width, height uint16, scans int) []byte {
-	b := []byte{0xff, 0xd8}
-	b = append(b, segment(0xdb, append([]byte{0}, bytes.Repeat([]byte{1}, 64)...)...)...) // DQT 0: all ones
-	b = append(b, segment(0xc2, 8, byte(height>>8), byte(height), byte(width>>8), byte(width), 1, 1, 0x11, 0)...)
-	oneCode := append([]byte{1}, make([]byte, 15)...)                               // one code of length 1
-	b = append(b, segment(0xc4, append(append([]byte{0x00}, oneCode...), 0)...)...) // DC table 0: symbol 0
-	b = append(b, segment(0xc4, append(append([]byte{0x10}, oneCode...), 0)...)...) // AC table 0: EOB
-	b = append(b, segment(0xda, 1, 1, 0x00, 0, 0, 0)...)                            // DC first scan
-	for range scans - 1 {
-		b = append(b, segment(0xda, 1, 1, 0x00, 1, 63, 0)...) // AC first scan, again
-	}
-	return append(b, 0xff, 0xd9)
-}
 
 func fixture(t *testing.T, name string) []byte {
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "parity", name))
@@ -63,13 +39,13 @@ func TestDecodeGrayFromYCbCr(t *testing.T) {
 // TestScanBombStops: a file of 20,000 empty scans over 4 megapixels (about
 // 80 s of decoding in full) is refused once it passes MaxScans.
 func TestScanBombStops(t *testing.T) {
-	_, err := libjpeg.Decode(context.Background(), scanBomb(2048, 2048, 20000), opts)
+	_, err := libjpeg.Decode(context.Background(), testruntime.ScanBombJPEG(2048, 2048, 20000), opts)
 	if !errors.Is(err, libjpeg.ErrTooManyScans) {
 		t.Fatalf("err = %v, want ErrTooManyScans", err)
 	}
 	// Within the limit, the same construction decodes (zeros): the bound is
 	// what stopped it.
-	if _, err := libjpeg.Decode(context.Background(), scanBomb(64, 64, 50), opts); err != nil {
+	if _, err := libjpeg.Decode(context.Background(), testruntime.ScanBombJPEG(64, 64, 50), opts); err != nil {
 		t.Fatalf("50 scans: %v", err)
 	}
 }
@@ -81,7 +57,7 @@ func TestContextStopsDecoding(t *testing.T) {
 	unbounded.MaxScans = 1 << 30
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := libjpeg.Decode(ctx, scanBomb(2048, 2048, 20000), unbounded)
+	_, err := libjpeg.Decode(ctx, testruntime.ScanBombJPEG(2048, 2048, 20000), unbounded)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
@@ -96,7 +72,7 @@ func TestContextStopsDecoding(t *testing.T) {
 // data is refused as too large, not as truncated: the limit is checked
 // before any decoding.
 func TestPixelLimitBeforeDecoding(t *testing.T) {
-	header := scanBomb(60000, 60000, 1)
+	header := testruntime.ScanBombJPEG(60000, 60000, 1)
 	_, err := libjpeg.Decode(context.Background(), header, opts)
 	if !errors.Is(err, libjpeg.ErrTooManyPixels) {
 		t.Fatalf("err = %v, want ErrTooManyPixels", err)
@@ -117,8 +93,8 @@ func TestErrorsDoNotExit(t *testing.T) {
 		"not a JPEG":     []byte("hello, world"),
 		"truncated":      good[:len(good)/2],
 		"corrupt tables": corrupt,
-		"zero width":     scanBomb(0, 16, 1),
-		"no quant table": append([]byte{0xff, 0xd8}, scanBomb(16, 16, 1)[2+69:]...),
+		"zero width":     testruntime.ScanBombJPEG(0, 16, 1),
+		"no quant table": append([]byte{0xff, 0xd8}, testruntime.ScanBombJPEG(16, 16, 1)[2+69:]...),
 	} {
 		if _, err := libjpeg.Decode(context.Background(), data, opts); err == nil {
 			t.Errorf("%s: no error", name)
@@ -133,7 +109,7 @@ func TestErrorsDoNotExit(t *testing.T) {
 func TestMemoryBound(t *testing.T) {
 	small := opts
 	small.MaxMemory = 1 << 20 // a 2048x2048 gray image needs 8 MiB of coefficients
-	if _, err := libjpeg.Decode(context.Background(), scanBomb(2048, 2048, 2), small); !errors.Is(err, libjpeg.ErrCorrupt) {
+	if _, err := libjpeg.Decode(context.Background(), testruntime.ScanBombJPEG(2048, 2048, 2), small); !errors.Is(err, libjpeg.ErrCorrupt) {
 		t.Fatalf("err = %v, want libjpeg's refusal", err)
 	}
 }
@@ -147,7 +123,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	f.Add(scanBomb(64, 48, 3))
+	f.Add(testruntime.ScanBombJPEG(64, 48, 3))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img, err := libjpeg.Decode(context.Background(), data, libjpeg.Options{MaxPixels: 1 << 20, MaxScans: 50, MaxMemory: 16 << 20})
 		if err != nil {

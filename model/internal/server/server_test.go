@@ -53,7 +53,9 @@ func (f fakeModel) Predict(ctx context.Context, input []float32) (classifier.Pre
 
 func newServer(t testing.TB, model server.Predictor, limits server.Limits) (*server.Server, *httptest.Server) {
 	srv := server.New(limits, quietLog)
-	srv.SetModel(model)
+	if model != nil {
+		srv.SetModel(model)
+	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return srv, ts
