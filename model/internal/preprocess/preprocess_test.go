@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/png"
 	"math"
 	"os"
@@ -120,6 +121,36 @@ func TestErrors(t *testing.T) {
 		if _, err := tensor(tc.data, 1<<22); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", name, err, tc.want)
 		}
+	}
+}
+
+// TestErrorNamesTheFormatOnce: the standard decoders' messages already
+// start with the format ("gif: ..."); the error says it once.
+func TestErrorNamesTheFormatOnce(t *testing.T) {
+	var gifBuf bytes.Buffer
+	if err := gif.Encode(&gifBuf, image.NewPaletted(image.Rect(0, 0, 20, 20), color.Palette{color.Black, color.White}), nil); err != nil {
+		t.Fatal(err)
+	}
+	var pngBuf bytes.Buffer
+	png.Encode(&pngBuf, image.NewGray(image.Rect(0, 0, 40, 40)))
+	for format, data := range map[string][]byte{"gif": gifBuf.Bytes()[:gifBuf.Len()-8], "png": pngBuf.Bytes()[:pngBuf.Len()/2]} {
+		_, err := tensor(data, 1<<22)
+		if !errors.Is(err, preprocess.ErrInvalidImage) || strings.Count(err.Error(), format+":") != 1 {
+			t.Errorf("%s: err = %v, want ErrInvalidImage naming %q once", format, err, format)
+		}
+	}
+}
+
+// TestGray16IsItsHighByte: a 16-bit gray sample counts as its high byte,
+// as the training code defines it (see the gray16 parity fixture).
+func TestGray16IsItsHighByte(t *testing.T) {
+	img := image.NewGray16(image.Rect(0, 0, 3, 1))
+	for x, v := range []uint16{0x0000, 0x80ff, 0xffff} {
+		img.SetGray16(x, 0, color.Gray16{Y: v})
+	}
+	gray, _, _ := preprocess.Gray(img)
+	if want := []float64{0, 0x80, 0xff}; !slices.Equal(gray, want) {
+		t.Errorf("gray = %v, want %v", gray, want)
 	}
 }
 

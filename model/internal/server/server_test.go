@@ -172,8 +172,18 @@ func TestEndpoints(t *testing.T) {
 			t.Errorf("/openapi.json does not document %s", path)
 		}
 	}
-	if _, ok := doc.Paths["/predict"]["post"]; !ok {
-		t.Error("/openapi.json: no POST /predict")
+	var predict struct {
+		RequestBody struct {
+			Content map[string]any `json:"content"`
+		} `json:"requestBody"`
+	}
+	raw, _ := json.Marshal(doc.Paths["/predict"]["post"])
+	json.Unmarshal(raw, &predict)
+	// Every Content-Type /predict accepts is documented.
+	for _, ct := range []string{"multipart/form-data", "image/*", "application/octet-stream"} {
+		if predict.RequestBody.Content[ct] == nil {
+			t.Errorf("/openapi.json: POST /predict does not list %s", ct)
+		}
 	}
 
 	body2, ct := multipartBody(t, "file", tinyPNG(t))
