@@ -138,8 +138,9 @@ func TestBodyBudget(t *testing.T) {
 	limits.MaxBufferedBytes = 2 * limits.MaxBodyBytes
 	_, ts := newServer(t, fakeModel{gate: gate}, limits)
 	closeGate := sync.OnceFunc(func() { close(gate) })
-	t.Cleanup(closeGate) // before the server closes, even if the test fails
-	body := append(tinyPNG(t), make([]byte, limits.MaxBodyBytes*3/4)...) // PNG ignores trailing bytes
+	t.Cleanup(closeGate) // runs before the server closes, even if the test fails
+	// PNG ignores trailing bytes.
+	body := append(tinyPNG(t), make([]byte, limits.MaxBodyBytes*3/4)...)
 	statuses := make(chan int, 4)
 	var wg sync.WaitGroup
 	for range 2 { // two bodies of 3/4 of the limit fit; they wait at the gate
