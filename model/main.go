@@ -160,9 +160,9 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 			return c, fmt.Errorf("memory: -max-buffered-bytes (MAX_BUFFERED_BYTES) %d MiB + -workers (WORKERS) %d x %d MiB to decode an image of -max-pixels (MAX_PIXELS) %d + %d MiB for the rest = %d MiB, over the container's memory limit of %d MiB: lower one of them",
 				c.limits.MaxBufferedBytes/mib, workers, decode/mib, c.limits.MaxPixels, memoryBaseline/mib, need/mib, memoryLimit/mib)
 		}
-		// Leave the C side's share (libjpeg decodes, onnxruntime) outside
-		// the Go runtime's limit.
-		c.goMemoryLimit = memoryLimit - workers*decode - 32*mib
+		// The Go runtime's share: the rest is for decodes (libjpeg's are
+		// C memory), onnxruntime and the mapped libraries.
+		c.goMemoryLimit = memoryLimit - workers*decode - 64*mib
 	}
 	return c, nil
 }

@@ -12,8 +12,16 @@ package libjpeg
 
 /*
 #cgo LDFLAGS: -l:libjpeg.a
+#include <malloc.h>
 #include <stdlib.h>
 #include "decode.h"
+
+// Large blocks (libjpeg's coefficient buffers, its output) are mmapped and
+// go back to the system when freed. glibc's default raises this threshold
+// after the first large free, and from then on keeps such blocks in its
+// per-thread arenas: cgo calls run on many threads, and the process's
+// memory would grow by a decode's worth per arena.
+static void plj_init(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024); }
 */
 import "C"
 
@@ -25,6 +33,8 @@ import (
 	"sync/atomic"
 	"unsafe"
 )
+
+func init() { C.plj_init() }
 
 // Options bound one decode.
 type Options struct {

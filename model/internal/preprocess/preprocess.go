@@ -159,8 +159,8 @@ func Gray(img image.Image) (pix []float64, width, height int) {
 // (0..255) into out: for a gray image its value; for 16-bit gray the high
 // byte (v >> 8), as Pillow reduces 16-bit RGB and gray+alpha samples and as
 // the training code defines it for 16-bit gray; for anything else
-// 0.299R + 0.587G + 0.114B of the 8-bit, non-premultiplied colour (alpha is
-// ignored, as Pillow does).
+// 0.299R + 0.587G + 0.114B of the 8-bit (16-bit: high byte),
+// non-premultiplied colour (alpha is ignored, as Pillow does).
 func grayRows(img image.Image) func(y int, out []float64) {
 	b := img.Bounds()
 	switch src := img.(type) {
@@ -186,6 +186,36 @@ func grayRows(img image.Image) func(y int, out []float64) {
 				out[x] = luma(p[0], p[1], p[2])
 			}
 		}
+	case *image.NRGBA64:
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[8*x : 8*x+6] // big-endian: high bytes at 0, 2, 4
+				out[x] = luma(p[0], p[2], p[4])
+			}
+		}
+	case *image.RGBA:
+		if !src.Opaque() {
+			break // premultiplied: go through NRGBA below
+		}
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[4*x : 4*x+3]
+				out[x] = luma(p[0], p[1], p[2])
+			}
+		}
+	case *image.RGBA64:
+		if !src.Opaque() {
+			break
+		}
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[8*x : 8*x+6]
+				out[x] = luma(p[0], p[2], p[4])
+			}
+		}
 	case *image.Paletted:
 		lut := make([]float64, len(src.Palette))
 		for i, c := range src.Palette {
@@ -201,14 +231,13 @@ func grayRows(img image.Image) func(y int, out []float64) {
 				}
 			}
 		}
-	default:
-		// NRGBA64, RGBA, CMYK, ...: go through 8-bit NRGBA, the colour
-		// Pillow would hand the training code.
-		return func(y int, out []float64) {
-			for x := range out {
-				n := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
-				out[x] = luma(n.R, n.G, n.B)
-			}
+	}
+	// Anything else (CMYK, translucent premultiplied colour): through 8-bit
+	// NRGBA, the colour Pillow would hand the training code.
+	return func(y int, out []float64) {
+		for x := range out {
+			n := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+			out[x] = luma(n.R, n.G, n.B)
 		}
 	}
 }

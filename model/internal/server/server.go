@@ -60,7 +60,8 @@ type Server struct {
 	cpu      chan struct{}          // a token per request decoding or inferring
 
 	// workTimeout bounds the work for one request: past the server's write
-	// timeout its answer could not be written anyway. Set by Serve.
+	// timeout its answer could not be written anyway. Set by Serve, to
+	// 9/10 of it.
 	workTimeout time.Duration
 	draining    atomic.Bool // shutdown has begun
 }
