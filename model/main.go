@@ -194,6 +194,12 @@ func main() {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small (a few MiB) and every request allocates
+		// tens of KiB: at the default 100 the collector would run every few
+		// hundred requests. The memory limit still bounds the heap.
+		debug.SetGCPercent(400)
+	}
 	if cfg.goMemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.goMemoryLimit)
 		logger.Info("memory limit", "container_bytes", memoryLimit, "go_bytes", cfg.goMemoryLimit)

@@ -26,6 +26,7 @@ static void plj_init(void) { mallopt(M_MMAP_THRESHOLD, 256 * 1024); }
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,11 +65,29 @@ var (
 // ones (Adobe's inverted samples put right). A context that is done stops
 // the decode with the context's error.
 func Decode(ctx context.Context, data []byte, opts Options) (image.Image, error) {
+	var img image.Image
+	err := View(ctx, data, opts, func(view image.Image) {
+		switch v := view.(type) {
+		case *image.Gray:
+			img = &image.Gray{Pix: bytes.Clone(v.Pix), Stride: v.Stride, Rect: v.Rect}
+		case *image.RGBA:
+			img = &image.RGBA{Pix: bytes.Clone(v.Pix), Stride: v.Stride, Rect: v.Rect}
+		case *image.CMYK:
+			img = &image.CMYK{Pix: bytes.Clone(v.Pix), Stride: v.Stride, Rect: v.Rect}
+		}
+	})
+	return img, err
+}
+
+// View decodes data as Decode does and calls use with the image, whose
+// pixels are libjpeg's own buffer: valid only during the call, and not
+// copied into Go memory at all.
+func View(ctx context.Context, data []byte, opts Options, use func(image.Image)) error {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
+		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	// cancel is read by libjpeg's progress monitor on every row it reads.
 	cancel := new(C.int)
@@ -85,40 +104,40 @@ func Decode(ctx context.Context, data []byte, opts Options) (image.Image, error)
 	switch res.code {
 	case C.PLJ_OK:
 	case C.PLJ_ERR_TOO_MANY_PIXELS:
-		return nil, fmt.Errorf("%w: %dx%d = %d pixels, limit is %d", ErrTooManyPixels, width, height, int64(width)*int64(height), opts.MaxPixels)
+		return fmt.Errorf("%w: %dx%d = %d pixels, limit is %d", ErrTooManyPixels, width, height, int64(width)*int64(height), opts.MaxPixels)
 	case C.PLJ_ERR_TOO_MANY_SCANS:
-		return nil, fmt.Errorf("%w: more than %d scans", ErrTooManyScans, opts.MaxScans)
+		return fmt.Errorf("%w: more than %d scans", ErrTooManyScans, opts.MaxScans)
 	case C.PLJ_ERR_CANCELLED:
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		return nil, context.Canceled
+		return context.Canceled
 	case C.PLJ_ERR_COLOR_SPACE:
-		return nil, fmt.Errorf("%w (%d components)", ErrUnsupported, int(res.components))
+		return fmt.Errorf("%w (%d components)", ErrUnsupported, int(res.components))
 	case C.PLJ_ERR_NO_MEMORY:
-		return nil, fmt.Errorf("decoding a %dx%d JPEG: out of memory", width, height)
+		return fmt.Errorf("decoding a %dx%d JPEG: out of memory", width, height)
 	default:
-		return nil, fmt.Errorf("%w: %s", ErrCorrupt, C.GoString(&res.msg[0]))
+		return fmt.Errorf("%w: %s", ErrCorrupt, C.GoString(&res.msg[0]))
 	}
 
 	rect := image.Rect(0, 0, width, height)
+	bytesPerPixel := 4
+	if res.out == C.PLJ_OUT_GRAY {
+		bytesPerPixel = 1
+	}
+	pix := unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), width*height*bytesPerPixel)
 	switch res.out {
 	case C.PLJ_OUT_GRAY:
-		img := image.NewGray(rect)
-		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
-		return img, nil
+		use(&image.Gray{Pix: pix, Stride: width, Rect: rect})
 	case C.PLJ_OUT_RGBA:
-		img := image.NewRGBA(rect)
-		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
-		return img, nil
+		use(&image.RGBA{Pix: pix, Stride: 4 * width, Rect: rect})
 	default:
-		img := image.NewCMYK(rect)
-		copy(img.Pix, unsafe.Slice((*byte)(unsafe.Pointer(res.pix)), len(img.Pix)))
-		if res.adobe != 0 {
-			for i, v := range img.Pix {
-				img.Pix[i] = 255 - v
+		if res.adobe != 0 { // Adobe stores CMYK inverted
+			for i, v := range pix {
+				pix[i] = 255 - v
 			}
 		}
-		return img, nil
+		use(&image.CMYK{Pix: pix, Stride: 4 * width, Rect: rect})
 	}
+	return nil
 }

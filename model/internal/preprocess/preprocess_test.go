@@ -12,6 +12,7 @@ import (
 	"image/gif"
 	"image/png"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +68,27 @@ func TestAreaResizeOfConstantIsConstant(t *testing.T) {
 			if math.Abs(float64(v)-200.0/255) > 1e-6 {
 				t.Fatalf("%dx%d: dst[%d] = %v, want %v", w, h, i, v, 200.0/255)
 			}
+		}
+	}
+}
+
+// TestBlockResizeIsExact: for sides that split into power-of-two blocks
+// (the dataset's 128x128), the integer block sums give bit for bit the
+// weighted float64 sums of the general path.
+func TestBlockResizeIsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, size := range [][2]int{{128, 128}, {32, 32}, {64, 256}, {512, 128}} {
+		img := image.NewGray(image.Rect(0, 0, size[0], size[1]))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.IntN(256))
+		}
+		blocks := make([]float32, preprocess.Len)
+		preprocess.Into(img, blocks)
+		gray, w, h := preprocess.Gray(img)
+		general := make([]float32, preprocess.Len)
+		preprocess.Resize(gray, w, h, general)
+		if !slices.Equal(blocks, general) {
+			t.Errorf("%dx%d: block sums differ from the weighted sums", w, h)
 		}
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -43,8 +45,11 @@ func (l Limits) preprocess() preprocess.Limits {
 	return preprocess.Limits{MaxPixels: l.MaxPixels, MaxJPEGScans: l.MaxJPEGScans}
 }
 
-// loaded holds the model once it is loaded.
-type loaded struct{ Predictor }
+// loaded holds the model once it is loaded, with its labels as JSON strings.
+type loaded struct {
+	Predictor
+	quoted [][]byte
+}
 
 // Server serves one Predictor. Create it with New.
 type Server struct {
@@ -86,7 +91,14 @@ func New(limits Limits, logger *slog.Logger) *Server {
 }
 
 // SetModel makes the server serve model, and ready.
-func (s *Server) SetModel(model Predictor) { s.model.Store(&loaded{model}) }
+func (s *Server) SetModel(model Predictor) {
+	m := &loaded{Predictor: model}
+	for _, label := range model.Labels() {
+		q, _ := json.Marshal(label) // a string always marshals
+		m.quoted = append(m.quoted, q)
+	}
+	s.model.Store(m)
+}
 
 // Drain turns readiness false for good and asks clients to close their
 // connections, so that load balancers stop sending before the listener closes.
@@ -143,10 +155,29 @@ func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// predictResponse is MLEM's answer shape.
-type predictResponse struct {
-	Prediction    string             `json:"prediction"`
-	Probabilities map[string]float32 `json:"probabilities"`
+// appendPrediction appends MLEM's answer, {"prediction": label,
+// "probabilities": {label: p, ...}} (labels in the model's order), written
+// directly: encoding/json would build and sort a map for every request.
+func appendPrediction(b []byte, m *loaded, pred classifier.Prediction) ([]byte, bool) {
+	b = append(b, `{"prediction":`...)
+	best := slices.Index(m.Labels(), pred.Label)
+	if best < 0 || len(pred.Probabilities) != len(m.quoted) {
+		return nil, false
+	}
+	b = append(b, m.quoted[best]...)
+	b = append(b, `,"probabilities":{`...)
+	for i, p := range pred.Probabilities {
+		if math.IsNaN(float64(p)) || math.IsInf(float64(p), 0) {
+			return nil, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.quoted[i]...)
+		b = append(b, ':')
+		b = strconv.AppendFloat(b, float64(p), 'g', -1, 32)
+	}
+	return append(b, "}}\n"...), true
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
@@ -215,12 +246,17 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "inference failed")
 		return
 	}
-	labels := model.Labels()
-	resp := predictResponse{Prediction: pred.Label, Probabilities: make(map[string]float32, len(labels))}
-	for i, label := range labels {
-		resp.Probabilities[label] = pred.Probabilities[i]
+	body, ok := appendPrediction(make([]byte, 0, 512), model, pred)
+	if !ok {
+		s.log.ErrorContext(ctx, "inference gave no valid answer", "label", pred.Label, "probabilities", pred.Probabilities)
+		writeError(w, http.StatusInternalServerError, "inference failed")
+		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // decodeStatus maps a preprocessing error to its HTTP status.
