@@ -341,23 +341,28 @@ func blockSide(n int) int {
 	return m
 }
 
-// resizeBlocks is resizePlane when both axes split into power-of-two blocks.
+// resizeBlocks is resizePlane when both axes split into power-of-two
+// blocks: column sums over each band of bh rows (a simple loop over every
+// pixel), then each band's columns summed in groups of bw.
 func resizeBlocks(pix []uint8, stride, bw, bh int, dst []float32) {
-	var sums [Len]uint32
-	for y := range Side * bh {
-		row := pix[y*stride : y*stride+Side*bw]
-		out := sums[(y/bh)*Side : (y/bh+1)*Side]
-		for o := range out {
-			var s uint32
-			for _, v := range row[o*bw : (o+1)*bw] {
-				s += uint32(v)
-			}
-			out[o] += s
-		}
-	}
+	width := Side * bw
+	cols := make([]uint32, width)
 	area := float64(bw * bh)
-	for i, s := range sums {
-		dst[i] = float32(float64(s) / area / 255)
+	for band := range Side {
+		clear(cols)
+		for y := band * bh; y < (band+1)*bh; y++ {
+			for x, v := range pix[y*stride : y*stride+width] {
+				cols[x] += uint32(v)
+			}
+		}
+		out := dst[band*Side : (band+1)*Side]
+		for o := range out {
+			var sum uint32
+			for _, c := range cols[o*bw : (o+1)*bw] {
+				sum += c
+			}
+			out[o] = float32(float64(sum) / area / 255)
+		}
 	}
 }
 
