@@ -76,6 +76,12 @@ type Server struct {
 func New(limits Limits, logger *slog.Logger) *Server {
 	limits.MaxInFlight = max(limits.MaxInFlight, 1)
 	limits.Workers = max(limits.Workers, 1)
+	// One body of the largest size (plus the byte that tells it is too
+	// large) always fits.
+	limits.MaxBufferedBytes = max(limits.MaxBufferedBytes, limits.MaxBodyBytes+1)
+	if limits.MaxJPEGScans <= 0 {
+		limits.MaxJPEGScans = 100
+	}
 	registry := prometheus.NewRegistry()
 	s := &Server{
 		limits:   limits,
