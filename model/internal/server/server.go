@@ -224,6 +224,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	case s.cpu <- struct{}{}:
 		defer func() { <-s.cpu }()
 	case <-ctx.Done():
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "request cancelled while waiting: %v", ctx.Err())
 		return
 	}
@@ -234,7 +235,8 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	s.metrics.preprocess.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
-			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
+			w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 			return
 		}
 		writeError(w, decodeStatus(err), "%v", err)
@@ -245,7 +247,8 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
-			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
+			w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 			return
 		}
 		s.log.ErrorContext(ctx, "inference failed", "err", err)
