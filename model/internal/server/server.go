@@ -236,7 +236,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if ctx.Err() != nil {
 			w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
+			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 			return
 		}
 		writeError(w, decodeStatus(err), "%v", err)
@@ -248,7 +248,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if ctx.Err() != nil {
 			w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
+			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 			return
 		}
 		s.log.ErrorContext(ctx, "inference failed", "err", err)
