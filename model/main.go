@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -14,12 +15,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
+	"github.com/planets-mlops/deploy/model/internal/preprocess"
 	"github.com/planets-mlops/deploy/model/internal/server"
 )
 
@@ -32,6 +37,9 @@ type config struct {
 	limits         server.Limits
 	timeouts       server.Timeouts
 	logLevel       slog.Level
+	// goMemoryLimit, when positive, is the Go runtime's soft memory limit
+	// derived from the container's (GOMEMLIMIT unset).
+	goMemoryLimit int64
 }
 
 // Defaults match the image layout (Dockerfile).
@@ -40,7 +48,21 @@ const (
 	defaultLib       = "/model/libonnxruntime.so.1"
 )
 
-func parseConfig(args []string, getenv func(string) string) (config, error) {
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// memoryBaseline is what the process holds besides request bodies and
+// decodes: the Go runtime, onnxruntime and its sessions, connections'
+// buffers (measured: about 45 MiB under load), with room to spare.
+const memoryBaseline = 96 * mib
+
+// parseConfig reads the settings; every one has a range, and an error names
+// the setting, its value and the range. memoryLimit is the container's
+// memory limit in bytes (0: none).
+func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("model", flag.ContinueOnError)
 	var errs []error
@@ -48,7 +70,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+				errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, v))
 			}
 			return n
 		}
@@ -58,7 +80,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+				errs = append(errs, fmt.Errorf("%s=%q: not a duration (like 500ms, 15s, 1m)", name, v))
 			}
 			return d
 		}
@@ -70,17 +92,21 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		}
 		return def
 	}
+	var maxInFlight, workers, maxScans, maxConns int64
 	fs.StringVar(&c.host, "host", envString("HOST", ""), "address to listen on; empty means all interfaces (env HOST)")
-	fs.IntVar(&c.port, "port", int(envInt("PORT", 8080)), "TCP port to listen on, all interfaces (env PORT)")
+	fs.IntVar(&c.port, "port", int(envInt("PORT", 8080)), "TCP port to listen on (env PORT)")
 	fs.StringVar(&c.modelPath, "model-path", envString("MODEL_PATH", defaultModelPath), "ONNX model file, with a \"labels\" metadata entry (env MODEL_PATH)")
 	fs.StringVar(&c.onnxruntimeLib, "onnxruntime-lib", envString("ONNXRUNTIME_LIB", defaultLib), "onnxruntime shared library (env ONNXRUNTIME_LIB)")
-	fs.Int64Var(&c.limits.MaxBodyBytes, "max-body-bytes", envInt("MAX_BODY_BYTES", 10<<20), "largest request body; larger get 413 (env MAX_BODY_BYTES)")
-	fs.Int64Var(&c.limits.MaxPixels, "max-pixels", envInt("MAX_PIXELS", 4096*1024), "largest image in pixels, checked before decoding; larger get 413 (env MAX_PIXELS)")
-	fs.IntVar(&c.limits.MaxInFlight, "max-inflight", int(envInt("MAX_INFLIGHT", 64)), "concurrent /predict requests; more get 503 (env MAX_INFLIGHT)")
-	fs.IntVar(&c.limits.Workers, "workers", int(envInt("WORKERS", int64(runtime.GOMAXPROCS(0)))), "requests decoding or inferring at once, and onnxruntime sessions (env WORKERS; default GOMAXPROCS)")
+	fs.Int64Var(&c.limits.MaxBodyBytes, "max-body-bytes", envInt("MAX_BODY_BYTES", 10*mib), "largest request body; larger get 413 (env MAX_BODY_BYTES)")
+	fs.Int64Var(&c.limits.MaxBufferedBytes, "max-buffered-bytes", envInt("MAX_BUFFERED_BYTES", 32*mib), "request bodies held in memory at once, all requests together; past it 503 (env MAX_BUFFERED_BYTES)")
+	fs.Int64Var(&c.limits.MaxPixels, "max-pixels", envInt("MAX_PIXELS", 4*mib), "largest image in pixels, checked before decoding; larger get 413 (env MAX_PIXELS)")
+	fs.Int64Var(&maxScans, "max-jpeg-scans", envInt("MAX_JPEG_SCANS", 100), "JPEGs with more scans get 413 (env MAX_JPEG_SCANS)")
+	fs.Int64Var(&maxInFlight, "max-inflight", envInt("MAX_INFLIGHT", 64), "requests holding their image, waiting for or using a worker; more get 503 (env MAX_INFLIGHT)")
+	fs.Int64Var(&workers, "workers", envInt("WORKERS", 0), "requests decoding or inferring at once, and onnxruntime sessions (env WORKERS; default GOMAXPROCS, fewer if the memory limit needs it)")
+	fs.Int64Var(&maxConns, "max-connections", envInt("MAX_CONNECTIONS", 1024), "open connections; more wait in the listen backlog (env MAX_CONNECTIONS)")
 	fs.DurationVar(&c.timeouts.ReadHeader, "read-header-timeout", envDuration("READ_HEADER_TIMEOUT", 5*time.Second), "env READ_HEADER_TIMEOUT")
 	fs.DurationVar(&c.timeouts.Read, "read-timeout", envDuration("READ_TIMEOUT", 15*time.Second), "whole request read (env READ_TIMEOUT)")
-	fs.DurationVar(&c.timeouts.Write, "write-timeout", envDuration("WRITE_TIMEOUT", 15*time.Second), "env WRITE_TIMEOUT")
+	fs.DurationVar(&c.timeouts.Write, "write-timeout", envDuration("WRITE_TIMEOUT", 15*time.Second), "from the end of the request header to the end of the answer; also bounds the work of a request (env WRITE_TIMEOUT)")
 	fs.DurationVar(&c.timeouts.Idle, "idle-timeout", envDuration("IDLE_TIMEOUT", 60*time.Second), "keep-alive idle (env IDLE_TIMEOUT)")
 	fs.DurationVar(&c.timeouts.DrainDelay, "drain-delay", envDuration("DRAIN_DELAY", 5*time.Second), "after SIGTERM: not ready but still serving, before closing the listener (env DRAIN_DELAY)")
 	fs.DurationVar(&c.timeouts.ShutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", 20*time.Second), "then: time for in-flight requests to finish (env SHUTDOWN_GRACE)")
@@ -89,20 +115,79 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 		return c, err
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("log level: %w", err))
+		errs = append(errs, fmt.Errorf("-log-level (LOG_LEVEL) = %q: want debug, info, warn or error", *logLevel))
 	}
-	if c.port < 0 || c.port > 65535 {
-		errs = append(errs, fmt.Errorf("port %d out of range", c.port))
+	inRange := func(flagName string, v, lo, hi int64) {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("%s = %d: out of range, want %d to %d", setting(flagName), v, lo, hi))
+		}
 	}
-	if c.limits.MaxBodyBytes <= 0 || c.limits.MaxPixels <= 0 || c.limits.MaxInFlight <= 0 || c.limits.Workers <= 0 {
-		errs = append(errs, errors.New("limits must be positive"))
+	durationInRange := func(flagName string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("%s = %s: out of range, want %s to %s", setting(flagName), v, lo, hi))
+		}
 	}
-	return c, errors.Join(errs...)
+	inRange("port", int64(c.port), 1, 65535)
+	inRange("max-body-bytes", c.limits.MaxBodyBytes, 1*kib, 1*gib)
+	inRange("max-buffered-bytes", c.limits.MaxBufferedBytes, c.limits.MaxBodyBytes, 64*gib)
+	inRange("max-pixels", c.limits.MaxPixels, 1024, 256*mib)
+	inRange("max-jpeg-scans", maxScans, 1, 1000)
+	inRange("max-inflight", maxInFlight, 1, 10000)
+	inRange("workers", workers, 0, 64)
+	inRange("max-connections", maxConns, 16, 100000)
+	durationInRange("read-header-timeout", c.timeouts.ReadHeader, 100*time.Millisecond, time.Minute)
+	durationInRange("read-timeout", c.timeouts.Read, c.timeouts.ReadHeader, 10*time.Minute)
+	durationInRange("write-timeout", c.timeouts.Write, time.Second, 10*time.Minute)
+	durationInRange("idle-timeout", c.timeouts.Idle, time.Second, time.Hour)
+	durationInRange("drain-delay", c.timeouts.DrainDelay, 0, 5*time.Minute)
+	durationInRange("shutdown-grace", c.timeouts.ShutdownGrace, time.Second, 10*time.Minute)
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	c.limits.MaxJPEGScans, c.limits.MaxInFlight, c.limits.MaxConnections = int(maxScans), int(maxInFlight), int(maxConns)
+
+	// Memory: bodies are bounded by MAX_BUFFERED_BYTES, each worker's decode
+	// by its pixel limit. Under a container limit they must fit in it.
+	decode := preprocess.Limits{MaxPixels: c.limits.MaxPixels}.DecodeMemory()
+	if workers == 0 {
+		workers = int64(runtime.GOMAXPROCS(0))
+		if memoryLimit > 0 {
+			fit := (memoryLimit - memoryBaseline - c.limits.MaxBufferedBytes) / decode
+			workers = max(min(workers, fit), 1)
+		}
+	}
+	c.limits.Workers = int(workers)
+	if memoryLimit > 0 {
+		need := memoryBaseline + c.limits.MaxBufferedBytes + workers*decode
+		if need > memoryLimit {
+			return c, fmt.Errorf("memory: -max-buffered-bytes (MAX_BUFFERED_BYTES) %d MiB + -workers (WORKERS) %d x %d MiB to decode an image of -max-pixels (MAX_PIXELS) %d + %d MiB for the rest = %d MiB, over the container's memory limit of %d MiB: lower one of them",
+				c.limits.MaxBufferedBytes/mib, workers, decode/mib, c.limits.MaxPixels, memoryBaseline/mib, need/mib, memoryLimit/mib)
+		}
+		// The Go runtime's share: the rest is for decodes (libjpeg's are
+		// C memory), onnxruntime and the mapped libraries.
+		c.goMemoryLimit = memoryLimit - workers*decode - 64*mib
+	}
+	return c, nil
+}
+
+// setting names a setting by its flag and its environment variable.
+func setting(flagName string) string {
+	env := []byte(flagName)
+	for i, b := range env {
+		switch {
+		case b == '-':
+			env[i] = '_'
+		case b >= 'a' && b <= 'z':
+			env[i] = b - 'a' + 'A'
+		}
+	}
+	return fmt.Sprintf("-%s (%s)", flagName, env)
 }
 
 func main() {
 	started := time.Now()
-	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	memoryLimit := containerMemoryLimit()
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, memoryLimit)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -112,6 +197,16 @@ func main() {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small (a few MiB) and every request allocates
+		// tens of KiB: at the default 100 the collector would run every few
+		// hundred requests. The memory limit still bounds the heap.
+		debug.SetGCPercent(400)
+	}
+	if cfg.goMemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.goMemoryLimit)
+		logger.Info("memory limit", "container_bytes", memoryLimit, "go_bytes", cfg.goMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, cfg, logger, started); err != nil {
@@ -120,31 +215,81 @@ func main() {
 	}
 }
 
-// run listens first, so that a taken port fails before the slower model
-// load, then loads the model and serves, ready.
+// run listens and serves at once (/readyz answers 503 while the model
+// loads), then loads the model and turns ready.
 func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.host, strconv.Itoa(cfg.port)))
 	if err != nil {
 		return err
 	}
+	srv := server.New(cfg.limits, logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln, cfg.timeouts) }()
+
 	if err := classifier.InitRuntime(cfg.onnxruntimeLib); err != nil {
-		ln.Close()
 		return err
 	}
 	model, err := classifier.Load(cfg.modelPath, cfg.limits.Workers)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	srv := server.New(model, cfg.limits, logger)
-	srv.SetReady(true)
+	srv.SetModel(model)
 	logger.Info("model loaded", "model", cfg.modelPath, "labels", model.Labels(),
 		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers,
 		"startup_ms", float64(time.Since(started).Microseconds())/1000)
-	if err := srv.Serve(ctx, ln, cfg.timeouts); err != nil {
+	if err := <-served; err != nil {
 		// Handlers may still be running (the grace period ran out): leave
 		// the sessions to the process exit rather than free them under them.
 		return err
 	}
 	return model.Close()
+}
+
+// containerMemoryLimit is the memory limit of this process's cgroup (v2
+// memory.max or v1 memory.limit_in_bytes), 0 if there is none.
+func containerMemoryLimit() int64 {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var limit int64
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		// hierarchy-ID:controllers:path
+		fields := strings.SplitN(lines.Text(), ":", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case fields[0] == "0" && fields[1] == "":
+			file = filepath.Join("/sys/fs/cgroup", fields[2], "memory.max")
+		case hasController(fields[1], "memory"):
+			file = filepath.Join("/sys/fs/cgroup/memory", fields[2], "memory.limit_in_bytes")
+		default:
+			continue
+		}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<62 { // "max", or v1's "unlimited"
+			continue
+		}
+		if limit == 0 || n < limit {
+			limit = n
+		}
+	}
+	return limit
+}
+
+func hasController(list, name string) bool {
+	for c := range strings.SplitSeq(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -95,5 +96,54 @@ func TestSIGTERM(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the server did not exit after SIGTERM")
+	}
+}
+
+// TestReadyzWhileTheModelLoads: the server answers while the model loads:
+// /readyz and /predict 503, /healthz 200. The model path is a FIFO nobody
+// writes to, so loading blocks for as long as the test looks.
+func TestReadyzWhileTheModelLoads(t *testing.T) {
+	testruntime.Init(t)
+	fifo := filepath.Join(t.TempDir(), "model.onnx")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "MODEL_SERVER_E2E=1", "HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port),
+		"MODEL_PATH="+fifo, "LOG_LEVEL=warn")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	client := &http.Client{Timeout: 2 * time.Second}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(20 * time.Second)
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = client.Get(base + "/readyz")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz while the model loads: %v; logs:\n%s", err, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var body struct{ Status string }
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || body.Status != "model not loaded" {
+		t.Errorf("/readyz while the model loads: %d %+v, want 503 model not loaded", resp.StatusCode, body)
+	}
+	if resp, err := client.Get(base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz while the model loads: %v %v", resp, err)
+	}
+	resp, err := client.Post(base+"/predict", "image/jpeg", bytes.NewReader(testruntime.LoadParity(t).Images[0].Data))
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/predict while the model loads: %v %v, want 503", resp, err)
 	}
 }

@@ -67,6 +67,11 @@ def variants(root, heldout):
     out.append(("palette_90x70.png", encode(src(279).resize((90, 70), Image.BILINEAR).quantize(32), "PNG")))
     out.append(("tiny_20x13.png", encode(src(10).resize((20, 13), Image.BOX), "PNG")))
     out.append(("graya_50x40.png", encode(src(41).convert("LA").resize((50, 40), Image.BILINEAR), "PNG")))
+    # 16-bit gray: 8-bit values scaled to 16 bits, with a pattern in the low
+    # byte, which the definition (the high byte) must ignore.
+    g8 = np.asarray(src(72).convert("L").resize((60, 45), Image.BILINEAR), dtype=np.uint16)
+    low = (np.arange(45)[:, None] * 13 + np.arange(60)[None, :] * 7) % 256
+    out.append(("gray16_60x45.png", encode(Image.fromarray((g8 * 256 + low).astype(np.uint16)), "PNG")))
     return out
 
 

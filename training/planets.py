@@ -7,8 +7,10 @@ it exactly:
 1. decode with Pillow (GIF: first frame);
 2. grayscale as float64 on 0..255: a YCbCr JPEG's own luma plane Y (asked
    from the decoder with draft("YCbCr"), so no chroma upsampling or colour
-   conversion happens: decoders differ there); an "L" image as is; anything
-   else 0.299R + 0.587G + 0.114B of its 8-bit RGB (alpha ignored);
+   conversion happens: decoders differ there); an "L" image as is; a 16-bit
+   gray PNG its samples' high byte (v >> 8), as Pillow itself reduces 16-bit
+   RGB and gray+alpha PNGs (its convert() would clip them to 255 instead);
+   anything else 0.299R + 0.587G + 0.114B of its 8-bit RGB (alpha ignored);
 3. exact area-average resize to 32x32 (see area_weights);
 4. / 255, float32, shape [1, 32, 32].
 """
@@ -50,6 +52,8 @@ def gray(img: Image.Image) -> np.ndarray:
             return np.asarray(img, dtype=np.float64)[:, :, 0]
     if img.mode == "L":
         return np.asarray(img, dtype=np.float64)
+    if img.format == "PNG" and img.mode in ("I", "I;16", "I;16B"):  # 16-bit gray
+        return (np.asarray(img).astype(np.uint32) >> 8).astype(np.float64)
     rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
     return LUMA[0] * rgb[:, :, 0] + LUMA[1] * rgb[:, :, 1] + LUMA[2] * rgb[:, :, 2]
 

@@ -32,7 +32,8 @@ func TestParityProbabilities(t *testing.T) {
 		t.Fatalf("labels %v, fixture has %v", model.Labels(), parity.Labels)
 	}
 	for _, img := range parity.Images {
-		input, err := preprocess.Tensor(img.Data, 1<<24)
+		input := make([]float32, preprocess.Len)
+		err := preprocess.Tensor(context.Background(), img.Data, preprocess.Limits{MaxPixels: 1 << 24, MaxJPEGScans: 100}, input)
 		if err != nil {
 			t.Fatalf("%s: %v", img.File, err)
 		}
@@ -54,7 +55,8 @@ func TestParityProbabilities(t *testing.T) {
 func TestConcurrentPredictions(t *testing.T) {
 	model := testruntime.LoadModel(t, 2)
 	img := testruntime.LoadParity(t).Images[0]
-	input, err := preprocess.Tensor(img.Data, 1<<24)
+	input := make([]float32, preprocess.Len)
+	err := preprocess.Tensor(context.Background(), img.Data, preprocess.Limits{MaxPixels: 1 << 24, MaxJPEGScans: 100}, input)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,8 @@ func TestSoftmax(t *testing.T) {
 
 func BenchmarkPredict(b *testing.B) {
 	model := testruntime.LoadModel(b, 1)
-	input, err := preprocess.Tensor(testruntime.LoadParity(b).Images[0].Data, 1<<24)
+	input := make([]float32, preprocess.Len)
+	err := preprocess.Tensor(context.Background(), testruntime.LoadParity(b).Images[0].Data, preprocess.Limits{MaxPixels: 1 << 24, MaxJPEGScans: 100}, input)
 	if err != nil {
 		b.Fatal(err)
 	}

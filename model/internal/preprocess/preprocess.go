@@ -3,9 +3,10 @@
 //
 //  1. decode (PNG, JPEG or GIF; for GIF the first frame);
 //  2. grayscale in float64 on the 0..255 scale: for a YCbCr JPEG the decoded
-//     luma plane Y itself (JFIF's Y is already 0.299R+0.587G+0.114B, and
-//     taking it avoids chroma upsampling, where decoders differ); for a gray
-//     image its value; for anything else 0.299R + 0.587G + 0.114B of the
+//     luma plane Y itself, as libjpeg-turbo decodes it (JFIF's Y is already
+//     0.299R+0.587G+0.114B, and taking it avoids chroma upsampling, where
+//     decoders differ); for a gray image its value (16-bit: the high byte);
+//     for anything else 0.299R + 0.587G + 0.114B of the
 //     8-bit, non-premultiplied colour (alpha is ignored, as Pillow does);
 //  3. resize to 32x32 by exact area averaging: output pixel o of an axis of
 //     n source pixels covers [o*n/32, (o+1)*n/32) and each source pixel is
@@ -21,36 +22,22 @@ package preprocess
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	_ "image/gif" // registers GIF with image.Decode
 	_ "image/png" // registers PNG with image.Decode
+	"strings"
 
-	"github.com/planets-mlops/deploy/model/internal/jpeg"
+	"github.com/planets-mlops/deploy/model/internal/libjpeg"
 )
 
-// jpegMagic starts every JPEG file. JPEG is decoded by internal/jpeg (the
-// standard decoder with libjpeg's IDCT), never by the standard library's
-// image/jpeg, which this module must not import (it would register itself).
+// jpegMagic starts every JPEG file. JPEG is decoded by libjpeg-turbo
+// (internal/libjpeg), never by the standard library's image/jpeg, which
+// this module must not import (it would register itself).
 const jpegMagic = "\xff\xd8"
-
-func decodeConfig(data []byte) (image.Config, string, error) {
-	if bytes.HasPrefix(data, []byte(jpegMagic)) {
-		cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
-		return cfg, "jpeg", err
-	}
-	return image.DecodeConfig(bytes.NewReader(data))
-}
-
-func decode(data []byte) (image.Image, error) {
-	if bytes.HasPrefix(data, []byte(jpegMagic)) {
-		return jpeg.DecodeLuma(data) // only Y is used: skip chroma's IDCT
-	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	return img, err
-}
 
 // Side is the edge length of the model's square input.
 const Side = 32
@@ -64,39 +51,94 @@ var (
 	// ErrTooManyPixels means the header announces more pixels than allowed;
 	// it is checked before decoding so a decompression bomb costs nothing.
 	ErrTooManyPixels = errors.New("image has too many pixels")
+	// ErrTooManyScans means a JPEG has more scans than allowed: each scan
+	// may cost a pass over the whole image.
+	ErrTooManyScans = errors.New("JPEG has too many scans")
 	// ErrInvalidImage means the bytes claim a known format but do not decode
 	// (truncated, corrupt, zero-sized).
 	ErrInvalidImage = errors.New("invalid image")
 )
 
+// Limits bound the work of one decode.
+type Limits struct {
+	MaxPixels    int64 // larger images are refused from their header
+	MaxJPEGScans int   // JPEGs with more scans are refused
+}
+
+// DecodeMemory is an upper bound on the bytes one decode within limits may
+// hold: libjpeg's whole-image coefficient buffers (2 bytes a sample, at most
+// four full-size components) and its output, or a decoded 16-bit RGBA PNG
+// (8 bytes a pixel), plus one row of float64 gray.
+func (l Limits) DecodeMemory() int64 { return 9*l.MaxPixels + 1<<20 }
+
 // Decode decodes data after checking, from its header alone, that the image
-// has at most maxPixels pixels. It returns the format name ("png", "jpeg",
-// "gif"). Errors wrap ErrUnsupportedFormat, ErrTooManyPixels or
-// ErrInvalidImage.
-func Decode(data []byte, maxPixels int64) (image.Image, string, error) {
-	cfg, format, err := decodeConfig(data)
+// has at most limits.MaxPixels pixels. It returns the format name ("png",
+// "jpeg", "gif"). Errors wrap ErrUnsupportedFormat, ErrTooManyPixels,
+// ErrTooManyScans or ErrInvalidImage, or are the context's error.
+func Decode(ctx context.Context, data []byte, limits Limits) (image.Image, string, error) {
+	if bytes.HasPrefix(data, []byte(jpegMagic)) {
+		return decodeJPEG(ctx, data, limits)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if errors.Is(err, image.ErrFormat) {
 		return nil, "", ErrUnsupportedFormat
 	}
 	if err != nil {
-		return nil, format, fmt.Errorf("%w: %s header: %v", ErrInvalidImage, format, err)
+		return nil, format, invalid(format, "header: ", err)
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
 		return nil, format, fmt.Errorf("%w: %s is %dx%d", ErrInvalidImage, format, cfg.Width, cfg.Height)
 	}
-	if pixels := int64(cfg.Width) * int64(cfg.Height); pixels > maxPixels {
+	if pixels := int64(cfg.Width) * int64(cfg.Height); pixels > limits.MaxPixels {
 		return nil, format, fmt.Errorf("%w: %s is %dx%d = %d pixels, limit is %d",
-			ErrTooManyPixels, format, cfg.Width, cfg.Height, pixels, maxPixels)
+			ErrTooManyPixels, format, cfg.Width, cfg.Height, pixels, limits.MaxPixels)
 	}
-	img, err := decode(data)
+	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
-		return nil, format, fmt.Errorf("%w: %s: %v", ErrInvalidImage, format, err)
+		return nil, format, invalid(format, "", err)
 	}
 	b := img.Bounds()
 	if b.Dx() <= 0 || b.Dy() <= 0 {
 		return nil, format, fmt.Errorf("%w: %s decodes to an empty image", ErrInvalidImage, format)
 	}
 	return img, format, nil
+}
+
+// invalid wraps a decoder's error in ErrInvalidImage, naming the format
+// once (the standard decoders' messages already start with "png: ", "gif: ").
+func invalid(format, what string, err error) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, format+":") {
+		msg = format + ": " + msg
+	}
+	return fmt.Errorf("%w: %s%s", ErrInvalidImage, what, msg)
+}
+
+func (l Limits) jpeg() libjpeg.Options {
+	return libjpeg.Options{MaxPixels: l.MaxPixels, MaxScans: l.MaxJPEGScans, MaxMemory: l.DecodeMemory()}
+}
+
+func decodeJPEG(ctx context.Context, data []byte, limits Limits) (image.Image, string, error) {
+	img, err := libjpeg.Decode(ctx, data, limits.jpeg())
+	return img, "jpeg", jpegError(ctx, err, limits)
+}
+
+// jpegError maps libjpeg's errors to this package's.
+func jpegError(ctx context.Context, err error, limits Limits) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, libjpeg.ErrTooManyPixels):
+		return fmt.Errorf("%w: jpeg is %s", ErrTooManyPixels, strings.TrimPrefix(err.Error(), libjpeg.ErrTooManyPixels.Error()+": "))
+	case errors.Is(err, libjpeg.ErrTooManyScans):
+		return fmt.Errorf("%w: more than %d", ErrTooManyScans, limits.MaxJPEGScans)
+	case errors.Is(err, libjpeg.ErrUnsupported):
+		return fmt.Errorf("%w: %v", ErrUnsupportedFormat, err)
+	case ctx.Err() != nil:
+		return err
+	default:
+		return fmt.Errorf("%w: jpeg: %v", ErrInvalidImage, err)
+	}
 }
 
 // Luma coefficients of ITU-R BT.601, as in JFIF.
@@ -111,27 +153,72 @@ func Gray(img image.Image) (pix []float64, width, height int) {
 	b := img.Bounds()
 	width, height = b.Dx(), b.Dy()
 	pix = make([]float64, width*height)
+	rows := grayRows(img)
+	for y := range height {
+		rows(y, pix[y*width:(y+1)*width])
+	}
+	return pix, width, height
+}
+
+// grayRows returns a function that writes row y of img's grayscale values
+// (0..255) into out: for a gray image its value; for 16-bit gray the high
+// byte (v >> 8), as Pillow reduces 16-bit RGB and gray+alpha samples and as
+// the training code defines it for 16-bit gray; for anything else
+// 0.299R + 0.587G + 0.114B of the 8-bit (16-bit: high byte),
+// non-premultiplied colour (alpha is ignored, as Pillow does).
+func grayRows(img image.Image) func(y int, out []float64) {
+	b := img.Bounds()
 	switch src := img.(type) {
-	case *image.YCbCr:
-		for y := 0; y < height; y++ {
-			row := src.Y[src.YOffset(b.Min.X, b.Min.Y+y):]
-			for x := 0; x < width; x++ {
-				pix[y*width+x] = float64(row[x])
+	case *image.Gray:
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				out[x] = float64(row[x])
 			}
 		}
-	case *image.Gray:
-		for y := 0; y < height; y++ {
+	case *image.Gray16:
+		return func(y int, out []float64) {
 			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			for x := 0; x < width; x++ {
-				pix[y*width+x] = float64(row[x])
+			for x := range out {
+				out[x] = float64(row[2*x]) // the high byte (big-endian)
 			}
 		}
 	case *image.NRGBA:
-		for y := 0; y < height; y++ {
+		return func(y int, out []float64) {
 			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			for x := 0; x < width; x++ {
+			for x := range out {
 				p := row[4*x : 4*x+3]
-				pix[y*width+x] = luma(p[0], p[1], p[2])
+				out[x] = luma(p[0], p[1], p[2])
+			}
+		}
+	case *image.NRGBA64:
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[8*x : 8*x+6] // big-endian: high bytes at 0, 2, 4
+				out[x] = luma(p[0], p[2], p[4])
+			}
+		}
+	case *image.RGBA:
+		if !src.Opaque() {
+			break // premultiplied: go through NRGBA below
+		}
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[4*x : 4*x+3]
+				out[x] = luma(p[0], p[1], p[2])
+			}
+		}
+	case *image.RGBA64:
+		if !src.Opaque() {
+			break
+		}
+		return func(y int, out []float64) {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := range out {
+				p := row[8*x : 8*x+6]
+				out[x] = luma(p[0], p[2], p[4])
 			}
 		}
 	case *image.Paletted:
@@ -140,25 +227,24 @@ func Gray(img image.Image) (pix []float64, width, height int) {
 			n := color.NRGBAModel.Convert(c).(color.NRGBA)
 			lut[i] = luma(n.R, n.G, n.B)
 		}
-		for y := 0; y < height; y++ {
+		return func(y int, out []float64) {
 			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			for x := 0; x < width; x++ {
+			for x := range out {
+				out[x] = 0 // an index outside the palette reads as black
 				if i := int(row[x]); i < len(lut) {
-					pix[y*width+x] = lut[i]
-				} // an index outside the palette reads as black
-			}
-		}
-	default:
-		// Gray16, NRGBA64, RGBA, CMYK, ...: go through 8-bit NRGBA, the
-		// colour Pillow would hand the training code.
-		for y := 0; y < height; y++ {
-			for x := 0; x < width; x++ {
-				n := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
-				pix[y*width+x] = luma(n.R, n.G, n.B)
+					out[x] = lut[i]
+				}
 			}
 		}
 	}
-	return pix, width, height
+	// Anything else (CMYK, translucent premultiplied colour): through 8-bit
+	// NRGBA, the colour Pillow would hand the training code.
+	return func(y int, out []float64) {
+		for x := range out {
+			n := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+			out[x] = luma(n.R, n.G, n.B)
+		}
+	}
 }
 
 func luma(r, g, b uint8) float64 {
@@ -241,14 +327,72 @@ func Resize(gray []float64, width, height int, dst []float32) {
 	finish(&acc, dst)
 }
 
+// blockSide is n/Side when an axis of n pixels splits into Side blocks of a
+// power-of-two number of whole pixels (the dataset's 128x128 images: 4),
+// else 0. Then every area weight is 1/blockSide, a power of two, so the
+// weighted float64 sums are exact whatever their order, and equal to the
+// integer block sum divided by the block's area: exactly what the general
+// path (and the training code) computes, without a multiplication a pixel.
+func blockSide(n int) int {
+	m := n / Side
+	if n%Side != 0 || m&(m-1) != 0 {
+		return 0
+	}
+	return m
+}
+
+// resizeBlocks is resizePlane when both axes split into power-of-two
+// blocks: column sums over each band of bh rows (a simple loop over every
+// pixel), then each band's columns summed in groups of bw.
+func resizeBlocks(pix []uint8, stride, bw, bh int, dst []float32) {
+	width := Side * bw
+	cols := make([]uint32, width)
+	area := float64(bw * bh)
+	for band := range Side {
+		clear(cols)
+		for y := band * bh; y < (band+1)*bh; y++ {
+			for x, v := range pix[y*stride : y*stride+width] {
+				cols[x] += uint32(v)
+			}
+		}
+		out := dst[band*Side : (band+1)*Side]
+		for o := range out {
+			var sum uint32
+			for _, c := range cols[o*bw : (o+1)*bw] {
+				sum += c
+			}
+			out[o] = float32(float64(sum) / area / 255)
+		}
+	}
+}
+
 // resizePlane is Resize for an 8-bit plane with a stride, which spares the
-// float64 copy of the image for gray and JPEG (luma) images.
+// float64 conversion for gray and JPEG (luma) images.
 func resizePlane(pix []uint8, stride, width, height int, dst []float32) {
+	if bw, bh := blockSide(width), blockSide(height); bw > 0 && bh > 0 {
+		resizeBlocks(pix, stride, bw, bh, dst)
+		return
+	}
 	xs, ys := areaSpans(width), areaSpans(height)
 	var acc [Len]float64
 	var row [Side]float64
 	for y := range height {
 		horizontal(pix[y*stride:y*stride+width], xs, row[:])
+		ys.accumulate(y, height, &row, &acc)
+	}
+	finish(&acc, dst)
+}
+
+// resizeRows is Resize for an image whose gray rows come one at a time, so
+// that no float64 copy of the whole image is ever held.
+func resizeRows(rows func(y int, out []float64), width, height int, dst []float32) {
+	xs, ys := areaSpans(width), areaSpans(height)
+	var acc [Len]float64
+	var row [Side]float64
+	gray := make([]float64, width)
+	for y := range height {
+		rows(y, gray)
+		horizontal(gray, xs, row[:])
 		ys.accumulate(y, height, &row, &acc)
 	}
 	finish(&acc, dst)
@@ -260,21 +404,23 @@ func Into(img image.Image, dst []float32) {
 	switch src := img.(type) {
 	case *image.Gray:
 		resizePlane(src.Pix[src.PixOffset(b.Min.X, b.Min.Y):], src.Stride, b.Dx(), b.Dy(), dst)
-	case *image.YCbCr:
-		resizePlane(src.Y[src.YOffset(b.Min.X, b.Min.Y):], src.YStride, b.Dx(), b.Dy(), dst)
 	default:
-		gray, w, h := Gray(img)
-		Resize(gray, w, h, dst)
+		resizeRows(grayRows(img), b.Dx(), b.Dy(), dst)
 	}
 }
 
-// Tensor decodes data and returns the model input for it.
-func Tensor(data []byte, maxPixels int64) ([]float32, error) {
-	img, _, err := Decode(data, maxPixels)
-	if err != nil {
-		return nil, err
+// Tensor decodes data and writes the model input for it into dst (Len
+// values).
+func Tensor(ctx context.Context, data []byte, limits Limits, dst []float32) error {
+	if bytes.HasPrefix(data, []byte(jpegMagic)) {
+		// Straight from libjpeg's buffer: no copy of the pixels.
+		err := libjpeg.View(ctx, data, limits.jpeg(), func(img image.Image) { Into(img, dst) })
+		return jpegError(ctx, err, limits)
 	}
-	dst := make([]float32, Len)
+	img, _, err := Decode(ctx, data, limits)
+	if err != nil {
+		return err
+	}
 	Into(img, dst)
-	return dst, nil
+	return nil
 }

@@ -16,11 +16,12 @@ type metrics struct {
 	requests   *prometheus.CounterVec   // by route and status code
 	latency    *prometheus.HistogramVec // by route
 	inFlight   prometheus.Gauge
+	bodyBytes  prometheus.GaugeFunc
 	preprocess prometheus.Histogram
 	inference  prometheus.Histogram
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg *prometheus.Registry, bodies *byteBudget) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total",
@@ -35,6 +36,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "http_requests_in_flight",
 			Help: "HTTP requests being served.",
 		}),
+		bodyBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "http_request_body_bytes_held",
+			Help: "Bytes of request bodies held in memory (bounded by MAX_BUFFERED_BYTES).",
+		}, func() float64 { return float64(bodies.held.Load()) }),
 		preprocess: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "model_preprocess_duration_seconds",
 			Help:    "Time to decode an image and turn it into the model input.",
@@ -46,7 +51,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: latencyBuckets,
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.inFlight, m.preprocess, m.inference,
+	reg.MustRegister(m.requests, m.latency, m.inFlight, m.bodyBytes, m.preprocess, m.inference,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Timeouts are the HTTP server's timeouts and the shutdown sequence's delays.
@@ -30,6 +32,10 @@ type Timeouts struct {
 // the listener closes, in-flight requests get ShutdownGrace to finish.
 // It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, t Timeouts) error {
+	// A tenth of the write timeout is left to write the answer, a 503 if
+	// the work ran out of time.
+	s.workTimeout = t.Write * 9 / 10
+	ln = netutil.LimitListener(ln, max(s.limits.MaxConnections, 1))
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: t.ReadHeader,

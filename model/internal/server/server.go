@@ -9,11 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
+	"math"
 	"net/http"
-	"strings"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -32,48 +32,79 @@ type Predictor interface {
 
 // Limits bound what one request, and all of them together, may cost.
 type Limits struct {
-	MaxBodyBytes int64 // larger bodies get 413
-	MaxPixels    int64 // larger images (by their header) get 413, before decoding
-	MaxInFlight  int   // more concurrent /predict requests get 503 at once
-	Workers      int   // requests decoding or inferring at the same time (CPU-bound)
+	MaxBodyBytes     int64 // larger bodies get 413
+	MaxBufferedBytes int64 // request bodies held in memory at once, all requests together; 503 past it
+	MaxPixels        int64 // larger images (by their header) get 413, before decoding
+	MaxJPEGScans     int   // JPEGs with more scans get 413 (each scan may cost a pass over the image)
+	MaxInFlight      int   // requests holding their image, waiting for or using a worker; 503 past it
+	Workers          int   // requests decoding or inferring at the same time (CPU-bound)
+	MaxConnections   int   // open connections; more wait in the listen backlog
+}
+
+func (l Limits) preprocess() preprocess.Limits {
+	return preprocess.Limits{MaxPixels: l.MaxPixels, MaxJPEGScans: l.MaxJPEGScans}
+}
+
+// loaded holds the model once it is loaded, with its labels as JSON strings.
+type loaded struct {
+	Predictor
+	quoted [][]byte
 }
 
 // Server serves one Predictor. Create it with New.
 type Server struct {
-	model    Predictor
 	limits   Limits
 	log      *slog.Logger
 	metrics  *metrics
 	registry *prometheus.Registry
 	docs     docs
 
-	inFlight chan struct{} // admission: a token per /predict request being served
-	cpu      chan struct{} // a token per request decoding or inferring
+	model    atomic.Pointer[loaded] // nil until SetModel
+	bodies   byteBudget             // bytes of request bodies held
+	inFlight chan struct{}          // a token per request holding its image
+	cpu      chan struct{}          // a token per request decoding or inferring
 
-	ready    atomic.Bool // the model is loaded
-	draining atomic.Bool // shutdown has begun
+	// workTimeout bounds the work for one request: past the server's write
+	// timeout its answer could not be written anyway. Set by Serve, to
+	// 9/10 of it.
+	workTimeout time.Duration
+	draining    atomic.Bool // shutdown has begun
 }
 
-// New returns a Server for model. It starts not ready; call SetReady.
-func New(model Predictor, limits Limits, logger *slog.Logger) *Server {
+// New returns a Server. It is not ready, and answers /predict with 503,
+// until SetModel.
+func New(limits Limits, logger *slog.Logger) *Server {
 	limits.MaxInFlight = max(limits.MaxInFlight, 1)
 	limits.Workers = max(limits.Workers, 1)
+	// One body of the largest size (plus the byte that tells it is too
+	// large) always fits.
+	limits.MaxBufferedBytes = max(limits.MaxBufferedBytes, limits.MaxBodyBytes+1)
+	if limits.MaxJPEGScans <= 0 {
+		limits.MaxJPEGScans = 100
+	}
 	registry := prometheus.NewRegistry()
 	s := &Server{
-		model:    model,
 		limits:   limits,
 		log:      logger,
-		metrics:  newMetrics(registry),
 		registry: registry,
 		docs:     mustDocs(),
+		bodies:   byteBudget{max: limits.MaxBufferedBytes},
 		inFlight: make(chan struct{}, limits.MaxInFlight),
 		cpu:      make(chan struct{}, limits.Workers),
 	}
+	s.metrics = newMetrics(registry, &s.bodies)
 	return s
 }
 
-// SetReady marks the model as loaded (or not).
-func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+// SetModel makes the server serve model, and ready.
+func (s *Server) SetModel(model Predictor) {
+	m := &loaded{Predictor: model}
+	for _, label := range model.Labels() {
+		q, _ := json.Marshal(label) // a string always marshals
+		m.quoted = append(m.quoted, q)
+	}
+	s.model.Store(m)
+}
 
 // Drain turns readiness false for good and asks clients to close their
 // connections, so that load balancers stop sending before the listener closes.
@@ -91,7 +122,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	return s.instrument(s.recoverPanics(mux))
+	return s.instrument(s.recoverPanics(plainErrorsAsJSON(mux)))
 }
 
 // errorBody is FastAPI's error shape.
@@ -100,9 +131,15 @@ type errorBody struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own types are written
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
+	_, _ = w.Write(append(body, '\n')) // the client may be gone; nothing to do
 }
 
 func writeError(w http.ResponseWriter, status int, format string, args ...any) {
@@ -117,62 +154,100 @@ func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case s.draining.Load():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
-	case !s.ready.Load():
+	case s.model.Load() == nil:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not loaded"})
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}
 }
 
-// predictResponse is MLEM's answer shape.
-type predictResponse struct {
-	Prediction    string             `json:"prediction"`
-	Probabilities map[string]float32 `json:"probabilities"`
+// appendPrediction appends MLEM's answer, {"prediction": label,
+// "probabilities": {label: p, ...}} (labels in the model's order), written
+// directly: encoding/json would build and sort a map for every request.
+func appendPrediction(b []byte, m *loaded, pred classifier.Prediction) ([]byte, bool) {
+	b = append(b, `{"prediction":`...)
+	best := slices.Index(m.Labels(), pred.Label)
+	if best < 0 || len(pred.Probabilities) != len(m.quoted) {
+		return nil, false
+	}
+	b = append(b, m.quoted[best]...)
+	b = append(b, `,"probabilities":{`...)
+	for i, p := range pred.Probabilities {
+		if math.IsNaN(float64(p)) || math.IsInf(float64(p), 0) {
+			return nil, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.quoted[i]...)
+		b = append(b, ':')
+		b = strconv.AppendFloat(b, float64(p), 'g', -1, 32)
+	}
+	return append(b, "}}\n"...), true
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
-	// Admission first: a request that cannot be served soon is refused
-	// before it costs memory.
-	select {
-	case s.inFlight <- struct{}{}:
-		defer func() { <-s.inFlight }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "server is at its limit of %d concurrent predictions; retry later", s.limits.MaxInFlight)
+	model := s.model.Load()
+	if model == nil {
+		s.refuse(w, r, &requestError{http.StatusServiceUnavailable, "the model is still loading; retry later"})
 		return
 	}
 	if s.draining.Load() {
 		w.Header().Set("Connection", "close")
 	}
-
-	data, status, err := s.readImage(w, r)
-	if err != nil {
-		writeError(w, status, "%v", err)
-		return
+	ctx := r.Context()
+	if s.workTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.workTimeout)
+		defer cancel()
 	}
 
+	// The body is read first, holding memory from the shared byte budget
+	// as it arrives: slow clients hold little and no slot, so they cannot
+	// keep others out.
+	data, release, rerr := s.readImage(r)
+	if rerr != nil {
+		s.refuse(w, r, rerr)
+		return
+	}
+	defer release()
+
+	select {
+	case s.inFlight <- struct{}{}:
+		defer func() { <-s.inFlight }()
+	default:
+		s.refuse(w, r, errBusy("server is at its limit of %d queued predictions; retry later", s.limits.MaxInFlight))
+		return
+	}
 	// Decoding and inference are CPU-bound: run as many as there are workers.
-	ctx := r.Context()
 	select {
 	case s.cpu <- struct{}{}:
 		defer func() { <-s.cpu }()
 	case <-ctx.Done():
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "request cancelled while waiting: %v", ctx.Err())
 		return
 	}
 
+	input := make([]float32, preprocess.Len)
 	start := time.Now()
-	input, err := preprocess.Tensor(data, s.limits.MaxPixels)
+	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input)
 	s.metrics.preprocess.Observe(time.Since(start).Seconds())
 	if err != nil {
+		if ctx.Err() != nil {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
+			return
+		}
 		writeError(w, decodeStatus(err), "%v", err)
 		return
 	}
 	start = time.Now()
-	pred, err := s.model.Predict(ctx, input)
+	pred, err := model.Predict(ctx, input)
 	s.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
+			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 			return
 		}
@@ -180,12 +255,17 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "inference failed")
 		return
 	}
-	labels := s.model.Labels()
-	resp := predictResponse{Prediction: pred.Label, Probabilities: make(map[string]float32, len(labels))}
-	for i, label := range labels {
-		resp.Probabilities[label] = pred.Probabilities[i]
+	body, ok := appendPrediction(make([]byte, 0, 512), model, pred)
+	if !ok {
+		s.log.ErrorContext(ctx, "inference gave no valid answer", "label", pred.Label, "probabilities", pred.Probabilities)
+		writeError(w, http.StatusInternalServerError, "inference failed")
+		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // decodeStatus maps a preprocessing error to its HTTP status.
@@ -193,74 +273,10 @@ func decodeStatus(err error) int {
 	switch {
 	case errors.Is(err, preprocess.ErrUnsupportedFormat):
 		return http.StatusUnsupportedMediaType
-	case errors.Is(err, preprocess.ErrTooManyPixels):
+	case errors.Is(err, preprocess.ErrTooManyPixels), errors.Is(err, preprocess.ErrTooManyScans):
 		return http.StatusRequestEntityTooLarge
 	default:
 		return http.StatusBadRequest
-	}
-}
-
-// readImage returns the image bytes of a multipart "file" field or of a raw
-// image body, with the status to answer if that fails.
-func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	if r.ContentLength > s.limits.MaxBodyBytes {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.limits.MaxBodyBytes)
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes)
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil && r.Header.Get("Content-Type") != "" {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("malformed Content-Type %q: %v", r.Header.Get("Content-Type"), err)
-	}
-	var data []byte
-	switch {
-	case mediaType == "multipart/form-data":
-		data, err = s.readMultipartFile(r)
-		if errors.Is(err, errNoFileField) {
-			return nil, http.StatusUnprocessableEntity, err
-		}
-	case strings.HasPrefix(mediaType, "image/") || mediaType == "application/octet-stream":
-		data, err = io.ReadAll(r.Body)
-	default:
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf(
-			"unsupported Content-Type %q: send multipart/form-data with a \"file\" field, or the image itself as image/*", mediaType)
-	}
-	if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds the limit of %d bytes", maxErr.Limit)
-	}
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("reading the request body: %v", err)
-	}
-	if len(data) == 0 {
-		return nil, http.StatusBadRequest, errors.New("the image is empty")
-	}
-	return data, 0, nil
-}
-
-var errNoFileField = errors.New(`multipart form has no "file" field`)
-
-// readMultipartFile streams the form and keeps only the "file" part in
-// memory (never on disk: the root filesystem is read-only). Other fields
-// are skipped.
-func (s *Server) readMultipartFile(r *http.Request) ([]byte, error) {
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return nil, err
-	}
-	for parts := 0; ; parts++ {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) && parts > 0 {
-			return nil, errNoFileField
-		}
-		if err != nil {
-			return nil, fmt.Errorf("malformed multipart body: %w", err)
-		}
-		if part.FormName() != "file" {
-			if _, err := io.Copy(io.Discard, part); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return io.ReadAll(part)
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 
 var quietLog = slog.New(slog.NewJSONHandler(io.Discard, nil))
 
-var testLimits = server.Limits{MaxBodyBytes: 1 << 20, MaxPixels: 1 << 22, MaxInFlight: 16, Workers: 2}
+var testLimits = server.Limits{MaxBodyBytes: 1 << 20, MaxBufferedBytes: 8 << 20, MaxPixels: 1 << 22, MaxJPEGScans: 100, MaxInFlight: 16, Workers: 2, MaxConnections: 1024}
 
 // fakeModel answers a fixed prediction, optionally waiting on gate first.
 // It lets the HTTP tests run without onnxruntime.
@@ -52,8 +52,10 @@ func (f fakeModel) Predict(ctx context.Context, input []float32) (classifier.Pre
 }
 
 func newServer(t testing.TB, model server.Predictor, limits server.Limits) (*server.Server, *httptest.Server) {
-	srv := server.New(model, limits, quietLog)
-	srv.SetReady(true)
+	srv := server.New(limits, quietLog)
+	if model != nil {
+		srv.SetModel(model)
+	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return srv, ts
@@ -135,14 +137,14 @@ func get(t *testing.T, url string) (*http.Response, string) {
 }
 
 func TestEndpoints(t *testing.T) {
-	srv := server.New(fakeModel{}, testLimits, quietLog)
+	srv := server.New(testLimits, quietLog)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 
 	if resp, _ := get(t, ts.URL+"/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz before the model is loaded: %d, want 503", resp.StatusCode)
 	}
-	srv.SetReady(true)
+	srv.SetModel(fakeModel{})
 	if resp, _ := get(t, ts.URL+"/readyz"); resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz: %d, want 200", resp.StatusCode)
 	}
@@ -170,8 +172,18 @@ func TestEndpoints(t *testing.T) {
 			t.Errorf("/openapi.json does not document %s", path)
 		}
 	}
-	if _, ok := doc.Paths["/predict"]["post"]; !ok {
-		t.Error("/openapi.json: no POST /predict")
+	var predict struct {
+		RequestBody struct {
+			Content map[string]any `json:"content"`
+		} `json:"requestBody"`
+	}
+	raw, _ := json.Marshal(doc.Paths["/predict"]["post"])
+	json.Unmarshal(raw, &predict)
+	// Every Content-Type /predict accepts is documented.
+	for _, ct := range []string{"multipart/form-data", "image/*", "application/octet-stream"} {
+		if predict.RequestBody.Content[ct] == nil {
+			t.Errorf("/openapi.json: POST /predict does not list %s", ct)
+		}
 	}
 
 	body2, ct := multipartBody(t, "file", tinyPNG(t))
@@ -343,8 +355,8 @@ func FuzzPredict(f *testing.F) {
 	f.Add(bombPNG(1<<30, 1<<30), false)
 	f.Add([]byte("GIF89a\x01\x00\x01\x00"), true)
 	f.Add([]byte{}, false)
-	srv := server.New(fakeModel{}, server.Limits{MaxBodyBytes: 1 << 20, MaxPixels: 1 << 20, MaxInFlight: 4, Workers: 1}, quietLog)
-	srv.SetReady(true)
+	srv := server.New(server.Limits{MaxBodyBytes: 1 << 20, MaxBufferedBytes: 4 << 20, MaxPixels: 1 << 20, MaxJPEGScans: 50, MaxInFlight: 4, Workers: 1}, quietLog)
+	srv.SetModel(fakeModel{})
 	handler := srv.Handler()
 	f.Fuzz(func(t *testing.T, data []byte, asMultipart bool) {
 		var body io.Reader = bytes.NewReader(data)
@@ -375,8 +387,8 @@ func BenchmarkPredictHTTP(b *testing.B) {
 	model := testruntime.LoadModel(b, 2)
 	limits := testLimits
 	limits.MaxInFlight = 1024
-	srv := server.New(model, limits, quietLog)
-	srv.SetReady(true)
+	srv := server.New(limits, quietLog)
+	srv.SetModel(model)
 	handler := srv.Handler()
 	data := testruntime.LoadParity(b).Images[0].Data
 	b.ReportAllocs()

@@ -3,6 +3,8 @@
 package testruntime
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -106,4 +108,28 @@ func LoadParity(t testing.TB) Parity {
 		t.Fatal("parity fixture has no images")
 	}
 	return p
+}
+
+func segment(marker byte, payload ...byte) []byte {
+	b := []byte{0xff, marker}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)+2))
+	return append(b, payload...)
+}
+
+// ScanBombJPEG is a progressive gray JPEG of width x height whose scans carry
+// no data, its DC scan followed by scans-1 AC scans: each costs libjpeg a
+// pass over the whole image (the data runs out at once; libjpeg warns and
+// decodes zeros), so a few bytes a scan buy a lot of work.
+func ScanBombJPEG(width, height uint16, scans int) []byte {
+	b := []byte{0xff, 0xd8}
+	b = append(b, segment(0xdb, append([]byte{0}, bytes.Repeat([]byte{1}, 64)...)...)...) // DQT 0: all ones
+	b = append(b, segment(0xc2, 8, byte(height>>8), byte(height), byte(width>>8), byte(width), 1, 1, 0x11, 0)...)
+	oneCode := append([]byte{1}, make([]byte, 15)...)                               // one code of length 1
+	b = append(b, segment(0xc4, append(append([]byte{0x00}, oneCode...), 0)...)...) // DC table 0: symbol 0
+	b = append(b, segment(0xc4, append(append([]byte{0x10}, oneCode...), 0)...)...) // AC table 0: EOB
+	b = append(b, segment(0xda, 1, 1, 0x00, 0, 0, 0)...)                            // DC first scan
+	for range scans - 1 {
+		b = append(b, segment(0xda, 1, 1, 0x00, 1, 63, 0)...) // AC first scan, again
+	}
+	return append(b, 0xff, 0xd9)
 }
