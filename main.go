@@ -119,7 +119,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	afterAPIs := pulumi.DependsOn([]pulumi.Resource{apis})
+	afterAPIs := apis.Required()
 
 	registry, err := infra.NewModelRegistry(ctx, "registry", &infra.ModelRegistryArgs{
 		Project:      cfg.GCP.Project,
@@ -161,7 +161,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 
 	// The token of whoever runs `pulumi up` (CI's federated identity, or an
 	// admin), valid for an hour: enough to push, nothing stored.
-	token := organizations.GetClientConfigOutput(ctx, afterAPIs).AccessToken()
+	token := organizations.GetClientConfigOutput(ctx, pulumi.DependsOn(apis.Services)).AccessToken()
 	return &deployTarget{
 		kubernetes:       cluster.Provider,
 		repository:       registry.URL,

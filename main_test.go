@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/planets-mlops/deploy/infra"
 	"github.com/planets-mlops/deploy/internal/mocktest"
 )
 
@@ -381,5 +383,43 @@ func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
 	}
 	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
 		t.Errorf("one replica, yet %d PodDisruptionBudgets", n)
+	}
+}
+
+// TestEveryGCPResourceWaitsForEveryAPI would catch the race of depending on
+// the ProjectAPIs component: that expands to the services registered at
+// that moment, which was all six in only 296 of 300 runs. The program now
+// names the services themselves; the runs at several GOMAXPROCS check it
+// does not depend on scheduling.
+func TestEveryGCPResourceWaitsForEveryAPI(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state", "mlops:ciJsonKey": "true"})
+	for _, procs := range []int{1, 2, 8} {
+		old := runtime.GOMAXPROCS(procs)
+		for run := range 5 {
+			mocks, _ := w.run(t)
+			var services []string
+			for _, svc := range mocks.OfType("gcp:projects/service:Service") {
+				services = append(services, "urn:pulumi:dev::mlops::mlops:infra:ProjectAPIs$gcp:projects/service:Service::"+svc.Name)
+			}
+			if len(services) != len(infra.RequiredAPIs) {
+				t.Fatalf("%d services, want %d", len(services), len(infra.RequiredAPIs))
+			}
+			checked := 0
+			for _, r := range mocks.Resources() {
+				if !r.Custom || !strings.HasPrefix(r.Type, "gcp:") || r.Type == "gcp:projects/service:Service" {
+					continue
+				}
+				checked++
+				for _, svc := range services {
+					if !slices.Contains(r.DependsOn, svc) {
+						t.Errorf("GOMAXPROCS=%d run %d: %s %s does not wait for %s", procs, run, r.Type, r.Name, svc)
+					}
+				}
+			}
+			if checked < 12 {
+				t.Fatalf("checked only %d GCP resources", checked)
+			}
+		}
+		runtime.GOMAXPROCS(old)
 	}
 }

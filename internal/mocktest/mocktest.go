@@ -27,6 +27,8 @@ const (
 	AccessToken   = "ya29.mock-access-token"
 	ClusterIP     = "34.65.10.20"
 	ServiceIP     = "34.65.100.7"
+	// ClusterCA is the cluster CA certificate, base64, as GKE reports it.
+	ClusterCA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJtb2NrCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
 )
 
 // Resource is one registered resource as the engine would see it.
@@ -38,6 +40,8 @@ type Resource struct {
 	Parent, Provider string
 	DependsOn        []string
 	IgnoreChanges    []string
+	// DeleteBeforeReplace is the resource option of the same name.
+	DeleteBeforeReplace bool
 }
 
 // Input returns the input at a dotted path such as "spec.template.metadata",
@@ -128,6 +132,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.Parent, r.DependsOn, r.IgnoreChanges = rpc.GetParent(), rpc.GetDependencies(), rpc.GetIgnoreChanges()
+		r.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)
@@ -187,8 +192,7 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 			"registryUri": fmt.Sprintf("%s-docker.pkg.dev/%s/%s", str("location"), str("project"), str("repositoryId")),
 		}
 	case "gcp:container/cluster:Cluster":
-		ca := base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n"))
-		return map[string]any{"endpoint": ClusterIP, "masterAuth": map[string]any{"clusterCaCertificate": ca}}
+		return map[string]any{"endpoint": ClusterIP, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA}}
 	case "docker:index/image:Image":
 		// A pushed image's digest, different for every tag, as a registry gives.
 		imageName := str("imageName")
