@@ -85,9 +85,10 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 
 	service, err := infra.NewModelService(ctx, "model-service", &infra.ModelServiceArgs{
-		Serve:       cfg.Serve,
-		Image:       image.Ref,
-		Fingerprint: cfg.Model.Fingerprint,
+		Serve:          cfg.Serve,
+		Image:          image.Ref,
+		Fingerprint:    cfg.Model.Fingerprint,
+		LoadBalancerIP: target.loadBalancerIP,
 	}, pulumi.Providers(target.kubernetes))
 	if err != nil {
 		return nil, err
@@ -109,6 +110,8 @@ type deployTarget struct {
 	registryPassword pulumi.StringInput
 	// registryReady is what must exist before an image can be pushed.
 	registryReady []pulumi.Resource
+	// loadBalancerIP is the static address of the LoadBalancer, if any.
+	loadBalancerIP pulumi.StringInput
 	// outputs are the target's own stack outputs.
 	outputs pulumi.Map
 }
@@ -148,6 +151,35 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		return nil, err
 	}
 
+	// Names taken already in the project stop a preview, and so `up`,
+	// before anything is created (only for what the state does not hold).
+	var collisions infra.Collisions
+	collisions.Registry(registry)
+	collisions.ServiceAccount(ci.Account, ci, "ciServiceAccountId")
+	if ci.Pool != nil {
+		collisions.WorkloadIdentityPool(ci.Pool, ci)
+	}
+	collisions.ServiceAccount(cluster.Nodes, cluster, "clusterName")
+	collisions.Cluster(cluster)
+	if err := collisions.Check(ctx); err != nil {
+		return nil, err
+	}
+
+	// The endpoint's address belongs to the project, so it survives a new
+	// Service or a new cluster; only a LoadBalancer has one.
+	var loadBalancerIP pulumi.StringInput
+	if cfg.Serve.Type == "LoadBalancer" {
+		address, err := infra.NewEndpointAddress(ctx, "endpoint-address", &infra.EndpointAddressArgs{
+			Project:  cfg.GCP.Project,
+			Region:   cfg.GCP.Region,
+			Existing: cfg.GCP.LoadBalancerAddress,
+		}, afterAPIs)
+		if err != nil {
+			return nil, err
+		}
+		loadBalancerIP = address.IP
+	}
+
 	outputs := pulumi.Map{
 		"clusterName":              cluster.Cluster.Name,
 		"kubeconfig":               cluster.Kubeconfig,
@@ -169,6 +201,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		registryUsername: pulumi.String("oauth2accesstoken"),
 		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
 		registryReady:    []pulumi.Resource{registry},
+		loadBalancerIP:   loadBalancerIP,
 		outputs:          outputs,
 	}, nil
 }

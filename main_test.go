@@ -99,7 +99,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 		"mlops:infra:GKECluster":                                            1,
 		"mlops:infra:ModelImage":                                            1,
 		"mlops:infra:ModelService":                                          1,
-		"gcp:projects/service:Service":                                      6,
+		"gcp:projects/service:Service":                                      7,
+		"mlops:infra:EndpointAddress":                                       1,
+		"gcp:compute/address:Address":                                       1,
 		"gcp:artifactregistry/repository:Repository":                        1,
 		"gcp:artifactregistry/repositoryIamMember:RepositoryIamMember":      2,
 		"gcp:serviceaccount/account:Account":                                2,
@@ -153,7 +155,7 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	}
 
 	wantOutputs := map[string]any{
-		"endpoint":                 "http://" + mocktest.ServiceIP + ":8080",
+		"endpoint":                 "http://" + mocktest.StaticIP + ":8080",
 		"clusterName":              "mlops-kubernetes",
 		"ciServiceAccountEmail":    "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
 		"workloadIdentityProvider": "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/mlops-ci-pool/providers/github",
@@ -421,5 +423,197 @@ func TestEveryGCPResourceWaitsForEveryAPI(t *testing.T) {
 			}
 		}
 		runtime.GOMAXPROCS(old)
+	}
+}
+
+// preview runs the program as the preview of `pulumi preview` or `pulumi
+// up` does, against the state and the cloud the mocks hold.
+func (w *projectCopy) preview(t *testing.T, mocks *mocktest.Mocks) error {
+	t.Helper()
+	t.Chdir(w.root)
+	mocks.Preview = true
+	return mocks.Run(func(ctx *pulumi.Context) error {
+		_, err := deploy(ctx)
+		return err
+	}, w.config)
+}
+
+// stateOf is the state a successful `up` of the workspace leaves.
+func stateOf(t *testing.T, w *projectCopy) map[string]bool {
+	t.Helper()
+	mocks, _ := w.run(t)
+	state := map[string]bool{}
+	for _, r := range mocks.Resources() {
+		state[mocktest.Key(r.Type, r.Name)] = true
+	}
+	return state
+}
+
+// lookupsOf are the invokes that look a resource up.
+func lookupsOf(mocks *mocktest.Mocks) []string {
+	var out []string
+	for _, token := range mocks.Invokes() {
+		if strings.Contains(token, "/getCluster:") || strings.Contains(token, "/getRepository:") ||
+			strings.Contains(token, "/getAccount:") || strings.Contains(token, "/getWorkloadIdentityPool:") {
+			out = append(out, token)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The guide's project: what it made by hand, by the ids `pulumi import` takes.
+var guideCluster = map[string]map[string]any{
+	"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes": {
+		"name": "mlops-kubernetes", "nodePools": []any{map[string]any{"name": "default-pool"}},
+	},
+}
+
+// previewablePrebuilt stands in for the image build in previews that get
+// past the collision check: the mock monitor cannot unmarshal the registry
+// password, a secret still unknown while the APIs are to be enabled (the
+// engine can).
+var previewablePrebuilt = map[string]string{
+	"mlops:image": "europe-west6-docker.pkg.dev/" + testProject + "/mlops/planet-classifier@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+}
+
+func TestFirstPreviewLooksUpEveryNameItWouldTake(t *testing.T) {
+	w := newWorkspace(t, previewablePrebuilt)
+	mocks := &mocktest.Mocks{}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("preview of a new stack in an empty project failed: %v", err)
+	}
+	want := []string{
+		"gcp:artifactregistry/getRepository:getRepository",
+		"gcp:container/getCluster:getCluster",
+		"gcp:iam/getWorkloadIdentityPool:getWorkloadIdentityPool",
+		"gcp:serviceaccount/getAccount:getAccount",
+		"gcp:serviceaccount/getAccount:getAccount",
+	}
+	if got := lookupsOf(mocks); !slices.Equal(got, want) {
+		t.Errorf("lookups %v, want %v", got, want)
+	}
+}
+
+func TestCollisionsStopThePreviewWithTheWaysForward(t *testing.T) {
+	const project = testProject
+	tests := []struct {
+		name, id, configKey string
+		cloud               map[string]any
+		want                []string
+	}{
+		{"the guide's cluster", "projects/" + project + "/locations/europe-west6-a/clusters/mlops-kubernetes", "clusterName",
+			guideCluster["projects/"+project+"/locations/europe-west6-a/clusters/mlops-kubernetes"],
+			[]string{
+				"The GKE cluster mlops-kubernetes exists already in europe-west6-a of project " + project + ", and this stack did not create it.",
+				"it has no Workload Identity and it still has its default node pool: it cannot be adopted as it is",
+				`{"resources":[{"type":"mlops:infra:GKECluster","name":"parent","logicalName":"cluster","component":true},` +
+					`{"type":"gcp:container/cluster:Cluster","name":"resource","logicalName":"cluster","id":"projects/` + project + `/locations/europe-west6-a/clusters/mlops-kubernetes","parent":"parent"}]}`,
+				"' > adopt-cluster.json\n    pulumi import --stack dev --file adopt-cluster.json --generate-code=false --protect=false",
+			}},
+		{"a registry repository", "projects/" + project + "/locations/europe-west6/repositories/mlops", "repositoryId", map[string]any{},
+			[]string{
+				"The Artifact Registry repository mlops exists already in europe-west6 of project " + project + ", and this stack did not create it.",
+				`{"type":"mlops:infra:ModelRegistry","name":"parent","logicalName":"registry","component":true},` +
+					`{"type":"gcp:artifactregistry/repository:Repository","name":"resource","logicalName":"registry","id":"projects/` + project + `/locations/europe-west6/repositories/mlops","parent":"parent"}`,
+				"pulumi import --stack dev --file adopt-registry.json",
+			}},
+		{"the CI service account", "projects/" + project + "/serviceAccounts/mlops-ci@" + project + ".iam.gserviceaccount.com", "ciServiceAccountId", map[string]any{},
+			[]string{
+				"The service account mlops-ci@" + project + ".iam.gserviceaccount.com exists already in project " + project + ", and this stack did not create it.",
+				`{"type":"mlops:infra:CIIdentity","name":"parent","logicalName":"ci","component":true},` +
+					`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"ci","id":"projects/` + project + `/serviceAccounts/mlops-ci@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+			}},
+		{"the nodes' service account", "projects/" + project + "/serviceAccounts/mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com", "clusterName", map[string]any{},
+			[]string{
+				"The service account mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com exists already in project " + project,
+				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"cluster-nodes","id":"projects/` + project + `/serviceAccounts/mlops-kubernetes-nodes@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+			}},
+		{"a pool deleted last week", "projects/" + project + "/locations/global/workloadIdentityPools/mlops-ci-pool", "ciServiceAccountId", map[string]any{"state": "DELETED"},
+			[]string{
+				"The Workload Identity pool mlops-ci-pool exists already in project " + project + ", and this stack did not create it.",
+				"first undelete it: gcloud iam workload-identity-pools undelete mlops-ci-pool --location=global --project=" + project,
+				`{"type":"gcp:iam/workloadIdentityPool:WorkloadIdentityPool","name":"resource","logicalName":"ci-pool","id":"projects/` + project + `/locations/global/workloadIdentityPools/mlops-ci-pool","parent":"parent"}`,
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorkspace(t, nil)
+			mocks := &mocktest.Mocks{Cloud: map[string]map[string]any{tt.id: tt.cloud}}
+			err := w.preview(t, mocks)
+			if err == nil {
+				t.Fatalf("the preview succeeded although %s exists", tt.id)
+			}
+			msg := err.Error()
+			for _, want := range append(tt.want,
+				"1 resource(s) this stack would create exist already; nothing was created.",
+				"Either choose another name:\n    pulumi config set mlops:"+tt.configKey+" <another-name>",
+				"or adopt it into the stack") {
+				if !strings.Contains(msg, want) {
+					t.Errorf("the error does not say\n%s\nin:\n%s", want, msg)
+				}
+			}
+		})
+	}
+}
+
+// A re-run of an existing stack, as CI runs it: every resource is in the
+// state, CI's identity may not read IAM, and the project holds exactly what
+// the stack made. Nothing is looked up, in the preview or the update.
+func TestReRunOfAnExistingStackLooksNothingUp(t *testing.T) {
+	w := newWorkspace(t, nil)
+	state := stateOf(t, w)
+	ours := map[string]map[string]any{
+		"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes":                                 {},
+		"projects/" + testProject + "/locations/europe-west6/repositories/mlops":                                          {},
+		"projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com":               {},
+		"projects/" + testProject + "/locations/global/workloadIdentityPools/mlops-ci-pool":                               {},
+		"projects/" + testProject + "/serviceAccounts/mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com": {},
+	}
+	ciCannotReadIAM := map[string]bool{
+		"gcp:serviceaccount/getAccount:getAccount":                true,
+		"gcp:iam/getWorkloadIdentityPool:getWorkloadIdentityPool": true,
+	}
+	mocks := &mocktest.Mocks{InState: state, Cloud: ours, Denied: ciCannotReadIAM}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("the preview of the existing stack failed: %v", err)
+	}
+	if got := lookupsOf(mocks); len(got) > 0 {
+		t.Errorf("the preview of an existing stack looked up %v", got)
+	}
+	update := &mocktest.Mocks{Cloud: ours, Denied: ciCannotReadIAM}
+	w.config = maps.Clone(w.config)
+	if err := update.Run(func(ctx *pulumi.Context) error { _, err := deploy(ctx); return err }, w.config); err != nil {
+		t.Fatalf("the update failed: %v", err)
+	}
+	if got := lookupsOf(update); len(got) > 0 {
+		t.Errorf("the update looked up %v", got)
+	}
+}
+
+// After an `up` that failed halfway, what it created is in the state and is
+// not looked up again; only what is still to be created is.
+func TestOnlyWhatIsNotInTheStateIsLookedUp(t *testing.T) {
+	w := newWorkspace(t, nil)
+	state := stateOf(t, w)
+	delete(state, mocktest.Key("gcp:container/cluster:Cluster", "cluster"))
+	mocks := &mocktest.Mocks{InState: state, Cloud: map[string]map[string]any{
+		"projects/" + testProject + "/locations/europe-west6/repositories/mlops": {},
+	}}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("the stack's own repository was taken for a collision: %v", err)
+	}
+	if got := lookupsOf(mocks); !slices.Equal(got, []string{"gcp:container/getCluster:getCluster"}) {
+		t.Errorf("lookups %v, want only the cluster's", got)
+	}
+}
+
+// An identity that may not read service accounts (a new CI service account
+// id previewed by CI) gets a warning, not a failed preview.
+func TestALookupWithoutPermissionWarnsAndGoesOn(t *testing.T) {
+	w := newWorkspace(t, previewablePrebuilt)
+	mocks := &mocktest.Mocks{Denied: map[string]bool{"gcp:serviceaccount/getAccount:getAccount": true}}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("a 403 on a lookup failed the preview: %v", err)
 	}
 }

@@ -38,6 +38,8 @@ type CIIdentity struct {
 	pulumi.ResourceState
 
 	Account *serviceaccount.Account
+	// Pool is the Workload Identity pool; nil with ciPlatform none.
+	Pool *iam.WorkloadIdentityPool
 	// WorkloadIdentityProvider is the provider's full resource name, what the
 	// GitHub auth action and GitLab's token audience need; empty without one.
 	WorkloadIdentityProvider pulumi.StringOutput
@@ -172,6 +174,7 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 	if err != nil {
 		return nil, err
 	}
+	c.Pool = pool
 	provider, err := iam.NewWorkloadIdentityPoolProvider(ctx, name+"-"+string(args.CI.Platform), &iam.WorkloadIdentityPoolProviderArgs{
 		Project:                        pulumi.String(args.Project),
 		WorkloadIdentityPoolId:         pool.WorkloadIdentityPoolId,

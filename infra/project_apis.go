@@ -13,6 +13,7 @@ import (
 var RequiredAPIs = []string{
 	"artifactregistry.googleapis.com",
 	"cloudresourcemanager.googleapis.com",
+	"compute.googleapis.com",
 	"container.googleapis.com",
 	"iam.googleapis.com",
 	"iamcredentials.googleapis.com",

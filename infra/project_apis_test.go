@@ -26,7 +26,7 @@ func TestProjectAPIsEnablesEachAPIAndKeepsItOnDestroy(t *testing.T) {
 	}
 	slices.Sort(enabled)
 	want := []string{
-		"artifactregistry.googleapis.com", "cloudresourcemanager.googleapis.com", "container.googleapis.com",
+		"artifactregistry.googleapis.com", "cloudresourcemanager.googleapis.com", "compute.googleapis.com", "container.googleapis.com",
 		"iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com",
 	}
 	if !slices.Equal(enabled, want) {
