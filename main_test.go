@@ -617,3 +617,54 @@ func TestALookupWithoutPermissionWarnsAndGoesOn(t *testing.T) {
 		t.Fatalf("a 403 on a lookup failed the preview: %v", err)
 	}
 }
+
+// The endpoint is the stack's static address, or the one a team already
+// hands out (MLEM's, promoted to static): a new Service or cluster keeps it.
+func TestTheEndpointIsAStaticAddress(t *testing.T) {
+	const id = "projects/" + testProject + "/regions/europe-west6/addresses/mlem-endpoint"
+	w := newWorkspace(t, map[string]string{"mlops:loadBalancerAddress": "mlem-endpoint"})
+	clusterIP := newWorkspace(t, map[string]string{"mlops:serviceType": "ClusterIP"})
+	mocks := &mocktest.Mocks{Cloud: map[string]map[string]any{id: {"address": "34.65.1.2"}}}
+	t.Chdir(w.root)
+	var endpoint any
+	err := mocks.Run(func(ctx *pulumi.Context) error {
+		declared, err := deploy(ctx)
+		if err != nil {
+			return err
+		}
+		endpoint = resolveOutput(t, pulumi.ToOutput(declared["endpoint"]))
+		return nil
+	}, w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	address := mocks.One(t, "gcp:compute/address:Address")
+	if address.ImportID != id || !address.RetainOnDelete {
+		t.Errorf("the given address is imported as %q, retained %v", address.ImportID, address.RetainOnDelete)
+	}
+	if got := mocks.One(t, "kubernetes:core/v1:Service").Str("spec.loadBalancerIP"); got != "34.65.1.2" {
+		t.Errorf("the Service asks for %q", got)
+	}
+	if endpoint != "http://34.65.1.2:8080" {
+		t.Errorf("endpoint %v", endpoint)
+	}
+
+	noLB, _ := clusterIP.run(t)
+	if n := len(noLB.OfType("gcp:compute/address:Address")); n != 0 {
+		t.Errorf("a ClusterIP Service got %d addresses", n)
+	}
+}
+
+// resolveOutput waits, inside a program, for an output's value.
+func resolveOutput(t *testing.T, out pulumi.Output) any {
+	t.Helper()
+	ch := make(chan any, 1)
+	out.ApplyT(func(v any) any { ch <- v; return v })
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatal("the output did not resolve within a minute")
+		return nil
+	}
+}

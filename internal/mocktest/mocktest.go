@@ -42,8 +42,10 @@ type Resource struct {
 	Parent, Provider string
 	DependsOn        []string
 	IgnoreChanges    []string
-	// DeleteBeforeReplace is the resource option of the same name.
-	DeleteBeforeReplace bool
+	// DeleteBeforeReplace and RetainOnDelete are the resource options.
+	DeleteBeforeReplace, RetainOnDelete bool
+	// ImportID is the id of an existing resource the program adopts.
+	ImportID string
 }
 
 // Input returns the input at a dotted path such as "spec.template.metadata",
@@ -153,7 +155,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.Parent, r.DependsOn, r.IgnoreChanges = rpc.GetParent(), rpc.GetDependencies(), rpc.GetIgnoreChanges()
-		r.DeleteBeforeReplace = rpc.GetDeleteBeforeReplace()
+		r.DeleteBeforeReplace, r.RetainOnDelete, r.ImportID = rpc.GetDeleteBeforeReplace(), rpc.GetRetainOnDelete(), rpc.GetImportId()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)
