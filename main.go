@@ -151,6 +151,10 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		return nil, err
 	}
 
+	if err := infra.RequireGKEVersion(ctx, cluster); err != nil {
+		return nil, err
+	}
+
 	// Names taken already in the project stop a preview, and so `up`,
 	// before anything is created (only for what the state does not hold).
 	var collisions infra.Collisions
@@ -209,6 +213,9 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 // existingCluster uses a cluster and registry that exist already.
 func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	remote := cfg.Remote
+	if err := infra.RequireServerVersion(ctx, remote.Kubeconfig, remote.KubeContext); err != nil {
+		return nil, err
+	}
 	cluster, err := infra.NewExistingCluster(ctx, "cluster", &infra.ExistingClusterArgs{
 		Kubeconfig: remote.Kubeconfig,
 		Context:    remote.KubeContext,

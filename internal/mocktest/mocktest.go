@@ -27,6 +27,8 @@ const (
 	AccessToken   = "ya29.mock-access-token"
 	ClusterIP     = "34.65.10.20"
 	ServiceIP     = "34.65.100.7"
+	// MasterVersion is the Kubernetes version of a GKE cluster.
+	MasterVersion = "1.33.5-gke.1308000"
 	// StaticIP is the address GCP reserves for a compute.Address.
 	StaticIP = "34.65.200.9"
 	// ClusterCA is the cluster CA certificate, base64, as GKE reports it.
@@ -95,6 +97,9 @@ type Mocks struct {
 	// it (projects/p/locations/l/clusters/name): the lookups and imports
 	// find it there, and answer "not found" otherwise.
 	Cloud map[string]map[string]any
+	// Reported overrides outputs the provider reports for a resource, by
+	// Key (a cluster's masterVersion, say).
+	Reported map[string]map[string]any
 	// Denied lists the lookup functions the caller may not use, answered
 	// with GCP's 403 (CI's identity cannot read IAM).
 	Denied map[string]bool
@@ -163,6 +168,9 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 
 	outputs := args.Inputs.Copy()
 	for k, v := range computedOutputs(args.TypeToken, args.Name, args.Inputs) {
+		outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+	}
+	for k, v := range m.Reported[Key(args.TypeToken, args.Name)] {
 		outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 	}
 	if importID := args.RegisterRPC.GetImportId(); importID != "" {
@@ -270,7 +278,7 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 			"registryUri": fmt.Sprintf("%s-docker.pkg.dev/%s/%s", str("location"), str("project"), str("repositoryId")),
 		}
 	case "gcp:container/cluster:Cluster":
-		return map[string]any{"endpoint": ClusterIP, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA}}
+		return map[string]any{"endpoint": ClusterIP, "masterVersion": MasterVersion, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA}}
 	case "docker:index/image:Image":
 		// A pushed image's digest, different for every tag, as a registry gives.
 		imageName := str("imageName")
