@@ -33,7 +33,7 @@ func TestKubernetesVersionsOlderThan130AreRefused(t *testing.T) {
 // stops it, with the version and what is needed.
 func TestAPreviewAgainstAnOldGKEClusterFails(t *testing.T) {
 	for version, wantErr := range map[string]string{
-		"1.29.10-gke.1227000":   "the GKE cluster mlops-kubernetes runs Kubernetes 1.29.10-gke.1227000; the model's Deployment needs 1.30 or newer",
+		"1.29.10-gke.1227000":  "the GKE cluster mlops-kubernetes runs Kubernetes 1.29.10-gke.1227000; the model's Deployment needs 1.30 or newer",
 		mocktest.MasterVersion: "",
 	} {
 		mocks := &mocktest.Mocks{
