@@ -38,19 +38,23 @@ func NewEndpointAddress(ctx *pulumi.Context, name string, args *EndpointAddressA
 	if err := ctx.RegisterComponentResource("mlops:infra:EndpointAddress", name, c, opts...); err != nil {
 		return nil, err
 	}
-	addressName := args.Existing
+	resourceName, addressName := name, args.Existing
 	addressOpts := []pulumi.ResourceOption{pulumi.Parent(c)}
 	if args.Existing != "" {
 		// Adopted on the first run (read once, by whoever runs it; later
 		// runs find it in the state and read nothing), and never released:
-		// it was there before the stack and its clients may outlive it.
+		// it was there before the stack and its clients may outlive it. Its
+		// own resource name means that switching from the stack's address
+		// to a given one adopts the given one, moves the Service to it and
+		// only then releases the stack's (deletes come last).
+		resourceName += "-adopted"
 		addressOpts = append(addressOpts,
 			pulumi.Import(pulumi.ID(AddressID(args.Project, args.Region, args.Existing))),
 			pulumi.RetainOnDelete(true))
 	} else {
 		addressName = EndpointAddressName(ctx.Project(), ctx.Stack())
 	}
-	address, err := compute.NewAddress(ctx, name, &compute.AddressArgs{
+	address, err := compute.NewAddress(ctx, resourceName, &compute.AddressArgs{
 		Project:     pulumi.String(args.Project),
 		Region:      pulumi.String(args.Region),
 		Name:        pulumi.String(addressName),

@@ -45,6 +45,7 @@ func TestAGivenAddressIsAdoptedAndNeverReleased(t *testing.T) {
 	ip := declareAddress(t, mocks, "mlem-endpoint")
 	address := mocks.One(t, "gcp:compute/address:Address")
 	want(t, "name", address.Str("name"), "mlem-endpoint")
+	want(t, "resource name (not the stack's own address's)", address.Name, "endpoint-address-adopted")
 	want(t, "import id", address.ImportID, id)
 	want(t, "retainOnDelete (a destroy keeps it)", address.RetainOnDelete, true)
 	want(t, "ip (the one the clients call)", ip, "34.65.1.2")
