@@ -204,7 +204,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		registryServer:   registry.Server,
 		registryUsername: pulumi.String("oauth2accesstoken"),
 		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
-		registryReady:    []pulumi.Resource{registry},
+		registryReady:    []pulumi.Resource{registry.Repository}, // the repository itself, not the component (see ProjectAPIs.Services)
 		loadBalancerIP:   loadBalancerIP,
 		outputs:          outputs,
 	}, nil

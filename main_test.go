@@ -366,6 +366,8 @@ func TestBadConfigDeclaresNothing(t *testing.T) {
 }
 
 func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
+	// No ambient kubeconfig: the version check must not reach a real cluster.
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "no-ambient-kubeconfig"))
 	w := newStackWorkspace(t, "local", map[string]string{"gcp:project": "", "mlops:ciRepository": ""})
 	mocks, outputs := w.run(t)
 	for _, r := range mocks.Resources() {
