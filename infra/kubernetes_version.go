@@ -60,37 +60,53 @@ func RequireGKEVersion(ctx *pulumi.Context, cluster *GKECluster) error {
 // that cannot be reached only gets a warning: the Kubernetes provider
 // reports that itself, and a preview without a cluster still works.
 func RequireServerVersion(ctx *pulumi.Context, kubeconfig pulumi.StringInput, kubeContext string) error {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: kubeContext}
-	var loader clientcmd.ClientConfig = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	var contents *string
 	if kubeconfig != nil {
 		v, err := internals.UnsafeAwaitOutput(ctx.Context(), kubeconfig.ToStringOutput())
 		if err != nil {
 			return err
 		}
-		contents, _ := v.Value.(string)
-		loaded, err := clientcmd.Load([]byte(contents))
-		if err != nil {
-			return fmt.Errorf("mlops:kubeconfig does not parse: %w", err)
-		}
-		loader = clientcmd.NewNonInteractiveClientConfig(*loaded, kubeContext, overrides, nil)
+		s, _ := v.Value.(string)
+		contents = &s
 	}
 	where := "the cluster of context " + kubeContext
 	if kubeContext == "" {
 		where = "the cluster of the kubeconfig's current context"
 	}
-	restConfig, err := loader.ClientConfig()
-	if err == nil {
-		restConfig.Timeout = 15 * time.Second
-		var client *discovery.DiscoveryClient
-		if client, err = discovery.NewDiscoveryClientForConfig(restConfig); err == nil {
-			info, verr := client.ServerVersion()
-			if verr == nil {
-				return CheckKubernetesVersion(where, info.GitVersion)
-			}
-			err = verr
-		}
+	serverVersion, err := ServerVersion(contents, kubeContext)
+	if err != nil {
+		return ctx.Log.Warn(fmt.Sprintf("could not read the Kubernetes version of %s (%v); the model's Deployment needs %d.%d or newer",
+			where, err, MinKubernetesVersion.Major(), MinKubernetesVersion.Minor()), nil)
 	}
-	return ctx.Log.Warn(fmt.Sprintf("could not read the Kubernetes version of %s (%v); the model's Deployment needs %d.%d or newer",
-		where, err, MinKubernetesVersion.Major(), MinKubernetesVersion.Minor()), nil)
+	return CheckKubernetesVersion(where, serverVersion)
+}
+
+// ServerVersion is the gitVersion the API server of a kubeconfig context
+// reports. A nil kubeconfig means $KUBECONFIG or ~/.kube/config, as for
+// the Kubernetes provider; an empty context, the current one.
+func ServerVersion(kubeconfig *string, kubeContext string) (string, error) {
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: kubeContext}
+	var loader clientcmd.ClientConfig = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		clientcmd.NewDefaultClientConfigLoadingRules(), overrides)
+	if kubeconfig != nil {
+		loaded, err := clientcmd.Load([]byte(*kubeconfig))
+		if err != nil {
+			return "", fmt.Errorf("mlops:kubeconfig does not parse: %w", err)
+		}
+		loader = clientcmd.NewNonInteractiveClientConfig(*loaded, kubeContext, overrides, nil)
+	}
+	restConfig, err := loader.ClientConfig()
+	if err != nil {
+		return "", err
+	}
+	restConfig.Timeout = 15 * time.Second
+	client, err := discovery.NewDiscoveryClientForConfig(restConfig)
+	if err != nil {
+		return "", err
+	}
+	info, err := client.ServerVersion()
+	if err != nil {
+		return "", err
+	}
+	return info.GitVersion, nil
 }

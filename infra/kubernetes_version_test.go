@@ -9,6 +9,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/planets-mlops/deploy/internal/localcluster"
 	"github.com/planets-mlops/deploy/internal/mocktest"
 )
 
@@ -86,4 +87,23 @@ func TestAnExistingClusterOlderThan130IsRefused(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", gitVersion, err, wantErr)
 		}
 	}
+}
+
+// The real API server (the local control plane, the version hack/toolchain.sh
+// pins) reports a version the check reads and accepts.
+func TestTheLocalControlPlanePassesTheVersionCheck(t *testing.T) {
+	bin := localcluster.ToolchainBin(t)
+	cluster := localcluster.StartForTest(t.Context(), t, localcluster.Options{BinDir: bin})
+	kubeconfig := string(cluster.Kubeconfig)
+	got, err := ServerVersion(&kubeconfig, localcluster.ContextName)
+	if err != nil {
+		t.Fatalf("reading the version of the local API server: %v", err)
+	}
+	if !strings.HasPrefix(got, "v1.") {
+		t.Fatalf("the local API server reports %q", got)
+	}
+	if err := CheckKubernetesVersion("the local control plane", got); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("local API server: %s", got)
 }
