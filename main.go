@@ -85,9 +85,10 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 	}
 
 	service, err := infra.NewModelService(ctx, "model-service", &infra.ModelServiceArgs{
-		Serve:       cfg.Serve,
-		Image:       image.Ref,
-		Fingerprint: cfg.Model.Fingerprint,
+		Serve:          cfg.Serve,
+		Image:          image.Ref,
+		Fingerprint:    cfg.Model.Fingerprint,
+		LoadBalancerIP: target.loadBalancerIP,
 	}, pulumi.Providers(target.kubernetes))
 	if err != nil {
 		return nil, err
@@ -109,6 +110,8 @@ type deployTarget struct {
 	registryPassword pulumi.StringInput
 	// registryReady is what must exist before an image can be pushed.
 	registryReady []pulumi.Resource
+	// loadBalancerIP is the static address of the LoadBalancer, if any.
+	loadBalancerIP pulumi.StringInput
 	// outputs are the target's own stack outputs.
 	outputs pulumi.Map
 }
@@ -119,7 +122,7 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	afterAPIs := pulumi.DependsOn([]pulumi.Resource{apis})
+	afterAPIs := apis.Required()
 
 	registry, err := infra.NewModelRegistry(ctx, "registry", &infra.ModelRegistryArgs{
 		Project:      cfg.GCP.Project,
@@ -148,6 +151,42 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		return nil, err
 	}
 
+	if err := infra.RequireGKEVersion(ctx, cluster); err != nil {
+		return nil, err
+	}
+
+	// Names taken already in the project stop a preview, and so `up`,
+	// before anything is created (only for what the state does not hold).
+	var collisions infra.Collisions
+	collisions.Registry(registry)
+	collisions.ServiceAccount(ci.Account, ci, "ciServiceAccountId")
+	if ci.PreviewAccount != nil {
+		collisions.ServiceAccount(ci.PreviewAccount, ci, "ciPreviewServiceAccountId")
+	}
+	// The Workload Identity pool is not checked: its id carries the deploy
+	// account's unique id, which GCP assigns anew at every creation, so a
+	// pool this stack is about to create cannot exist yet.
+	collisions.ServiceAccount(cluster.Nodes, cluster, "clusterName")
+	collisions.Cluster(cluster)
+	if err := collisions.Check(ctx); err != nil {
+		return nil, err
+	}
+
+	// The endpoint's address belongs to the project, so it survives a new
+	// Service or a new cluster; only a LoadBalancer has one.
+	var loadBalancerIP pulumi.StringInput
+	if cfg.Serve.Type == "LoadBalancer" {
+		address, err := infra.NewEndpointAddress(ctx, "endpoint-address", &infra.EndpointAddressArgs{
+			Project:  cfg.GCP.Project,
+			Region:   cfg.GCP.Region,
+			Existing: cfg.GCP.LoadBalancerAddress,
+		}, afterAPIs)
+		if err != nil {
+			return nil, err
+		}
+		loadBalancerIP = address.IP
+	}
+
 	outputs := pulumi.Map{
 		"clusterName":                  cluster.Cluster.Name,
 		"kubeconfig":                   cluster.Kubeconfig,
@@ -162,14 +201,15 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 
 	// The token of whoever runs `pulumi up` (CI's federated identity, or an
 	// admin), valid for an hour: enough to push, nothing stored.
-	token := organizations.GetClientConfigOutput(ctx, afterAPIs).AccessToken()
+	token := organizations.GetClientConfigOutput(ctx, pulumi.DependsOn(apis.Services)).AccessToken()
 	return &deployTarget{
 		kubernetes:       cluster.Provider,
 		repository:       registry.URL,
 		registryServer:   registry.Server,
 		registryUsername: pulumi.String("oauth2accesstoken"),
 		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
-		registryReady:    []pulumi.Resource{registry},
+		registryReady:    []pulumi.Resource{registry.Repository}, // the repository itself, not the component (see ProjectAPIs.Services)
+		loadBalancerIP:   loadBalancerIP,
 		outputs:          outputs,
 	}, nil
 }
@@ -177,6 +217,9 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 // existingCluster uses a cluster and registry that exist already.
 func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	remote := cfg.Remote
+	if err := infra.RequireServerVersion(ctx, remote.Kubeconfig, remote.KubeContext); err != nil {
+		return nil, err
+	}
 	cluster, err := infra.NewExistingCluster(ctx, "cluster", &infra.ExistingClusterArgs{
 		Kubeconfig: remote.Kubeconfig,
 		Context:    remote.KubeContext,

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/planets-mlops/deploy/infra"
 	"github.com/planets-mlops/deploy/internal/mocktest"
 )
 
@@ -98,7 +100,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 		"mlops:infra:GKECluster":                                            1,
 		"mlops:infra:ModelImage":                                            1,
 		"mlops:infra:ModelService":                                          1,
-		"gcp:projects/service:Service":                                      6,
+		"gcp:projects/service:Service":                                      7,
+		"mlops:infra:EndpointAddress":                                       1,
+		"gcp:compute/address:Address":                                       1,
 		"gcp:artifactregistry/repository:Repository":                        1,
 		"gcp:artifactregistry/repositoryIamMember:RepositoryIamMember":      2,
 		"gcp:serviceaccount/account:Account":                                3,
@@ -152,7 +156,7 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	}
 
 	wantOutputs := map[string]any{
-		"endpoint":                     "http://" + mocktest.ServiceIP + ":8080",
+		"endpoint":                     "http://" + mocktest.StaticIP + ":8080",
 		"clusterName":                  "mlops-kubernetes",
 		"ciServiceAccountEmail":        "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
 		"workloadIdentityProvider":     "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/" + ciPool + "/providers/github",
@@ -373,6 +377,8 @@ func TestBadConfigDeclaresNothing(t *testing.T) {
 }
 
 func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
+	// No ambient kubeconfig: the version check must not reach a real cluster.
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "no-ambient-kubeconfig"))
 	w := newStackWorkspace(t, "local", map[string]string{"gcp:project": "", "mlops:ciRepository": ""})
 	mocks, outputs := w.run(t)
 	for _, r := range mocks.Resources() {
@@ -392,5 +398,286 @@ func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
 	}
 	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
 		t.Errorf("one replica, yet %d PodDisruptionBudgets", n)
+	}
+}
+
+// TestEveryGCPResourceWaitsForEveryAPI would catch the race of depending on
+// the ProjectAPIs component: that expands to the services registered at
+// that moment, which was all six in only 296 of 300 runs. The program now
+// names the services themselves; the runs at several GOMAXPROCS check it
+// does not depend on scheduling.
+func TestEveryGCPResourceWaitsForEveryAPI(t *testing.T) {
+	w := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state", "mlops:ciJsonKey": "true"})
+	for _, procs := range []int{1, 2, 8} {
+		old := runtime.GOMAXPROCS(procs)
+		for run := range 5 {
+			mocks, _ := w.run(t)
+			var services []string
+			for _, svc := range mocks.OfType("gcp:projects/service:Service") {
+				services = append(services, "urn:pulumi:dev::mlops::mlops:infra:ProjectAPIs$gcp:projects/service:Service::"+svc.Name)
+			}
+			if len(services) != len(infra.RequiredAPIs) {
+				t.Fatalf("%d services, want %d", len(services), len(infra.RequiredAPIs))
+			}
+			checked := 0
+			for _, r := range mocks.Resources() {
+				if !r.Custom || !strings.HasPrefix(r.Type, "gcp:") || r.Type == "gcp:projects/service:Service" {
+					continue
+				}
+				checked++
+				for _, svc := range services {
+					if !slices.Contains(r.DependsOn, svc) {
+						t.Errorf("GOMAXPROCS=%d run %d: %s %s does not wait for %s", procs, run, r.Type, r.Name, svc)
+					}
+				}
+			}
+			if checked < 12 {
+				t.Fatalf("checked only %d GCP resources", checked)
+			}
+		}
+		runtime.GOMAXPROCS(old)
+	}
+}
+
+// preview runs the program as the preview of `pulumi preview` or `pulumi
+// up` does, against the state and the cloud the mocks hold.
+func (w *projectCopy) preview(t *testing.T, mocks *mocktest.Mocks) error {
+	t.Helper()
+	t.Chdir(w.root)
+	mocks.Preview = true
+	return mocks.Run(func(ctx *pulumi.Context) error {
+		_, err := deploy(ctx)
+		return err
+	}, w.config)
+}
+
+// stateOf is the state a successful `up` of the workspace leaves.
+func stateOf(t *testing.T, w *projectCopy) map[string]bool {
+	t.Helper()
+	mocks, _ := w.run(t)
+	state := map[string]bool{}
+	for _, r := range mocks.Resources() {
+		state[mocktest.Key(r.Type, r.Name)] = true
+	}
+	return state
+}
+
+// lookupsOf are the invokes that look a resource up.
+func lookupsOf(mocks *mocktest.Mocks) []string {
+	var out []string
+	for _, token := range mocks.Invokes() {
+		if strings.Contains(token, "/getCluster:") || strings.Contains(token, "/getRepository:") ||
+			strings.Contains(token, "/getAccount:") || strings.Contains(token, "/getWorkloadIdentityPool:") {
+			out = append(out, token)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The guide's project: what it made by hand, by the ids `pulumi import` takes.
+var guideCluster = map[string]map[string]any{
+	"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes": {
+		"name": "mlops-kubernetes", "nodePools": []any{map[string]any{"name": "default-pool"}},
+	},
+}
+
+// previewablePrebuilt stands in for the image build in previews that get
+// past the collision check: the mock monitor cannot unmarshal the registry
+// password, a secret still unknown while the APIs are to be enabled (the
+// engine can).
+var previewablePrebuilt = map[string]string{
+	"mlops:image": "europe-west6-docker.pkg.dev/" + testProject + "/mlops/planet-classifier@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+}
+
+func TestFirstPreviewLooksUpEveryNameItWouldTake(t *testing.T) {
+	w := newWorkspace(t, previewablePrebuilt)
+	mocks := &mocktest.Mocks{}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("preview of a new stack in an empty project failed: %v", err)
+	}
+	want := []string{
+		"gcp:artifactregistry/getRepository:getRepository",
+		"gcp:container/getCluster:getCluster",
+		"gcp:serviceaccount/getAccount:getAccount",
+		"gcp:serviceaccount/getAccount:getAccount",
+		"gcp:serviceaccount/getAccount:getAccount",
+	}
+	if got := lookupsOf(mocks); !slices.Equal(got, want) {
+		t.Errorf("lookups %v, want %v", got, want)
+	}
+}
+
+func TestCollisionsStopThePreviewWithTheWaysForward(t *testing.T) {
+	const project = testProject
+	tests := []struct {
+		name, id, configKey string
+		cloud               map[string]any
+		want                []string
+	}{
+		{"the guide's cluster", "projects/" + project + "/locations/europe-west6-a/clusters/mlops-kubernetes", "clusterName",
+			guideCluster["projects/"+project+"/locations/europe-west6-a/clusters/mlops-kubernetes"],
+			[]string{
+				"The GKE cluster mlops-kubernetes exists already in europe-west6-a of project " + project + ", and this stack did not create it.",
+				"it has no Workload Identity and it still has its default node pool: it cannot be adopted as it is",
+				`{"resources":[{"type":"mlops:infra:GKECluster","name":"parent","logicalName":"cluster","component":true},` +
+					`{"type":"gcp:container/cluster:Cluster","name":"resource","logicalName":"cluster","id":"projects/` + project + `/locations/europe-west6-a/clusters/mlops-kubernetes","parent":"parent"}]}`,
+				"' > adopt-cluster.json\n    pulumi import --stack dev --file adopt-cluster.json --generate-code=false --protect=false",
+			}},
+		{"a registry repository", "projects/" + project + "/locations/europe-west6/repositories/mlops", "repositoryId", map[string]any{},
+			[]string{
+				"The Artifact Registry repository mlops exists already in europe-west6 of project " + project + ", and this stack did not create it.",
+				`{"type":"mlops:infra:ModelRegistry","name":"parent","logicalName":"registry","component":true},` +
+					`{"type":"gcp:artifactregistry/repository:Repository","name":"resource","logicalName":"registry","id":"projects/` + project + `/locations/europe-west6/repositories/mlops","parent":"parent"}`,
+				"pulumi import --stack dev --file adopt-registry.json",
+			}},
+		{"the CI service account", "projects/" + project + "/serviceAccounts/mlops-ci@" + project + ".iam.gserviceaccount.com", "ciServiceAccountId", map[string]any{},
+			[]string{
+				"The service account mlops-ci@" + project + ".iam.gserviceaccount.com exists already in project " + project + ", and this stack did not create it.",
+				`{"type":"mlops:infra:CIIdentity","name":"parent","logicalName":"ci","component":true},` +
+					`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"ci","id":"projects/` + project + `/serviceAccounts/mlops-ci@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+			}},
+		{"the preview service account", "projects/" + project + "/serviceAccounts/mlops-preview@" + project + ".iam.gserviceaccount.com", "ciPreviewServiceAccountId", map[string]any{},
+			[]string{
+				"The service account mlops-preview@" + project + ".iam.gserviceaccount.com exists already in project " + project + ", and this stack did not create it.",
+				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"ci-preview","id":"projects/` + project + `/serviceAccounts/mlops-preview@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+			}},
+		{"the nodes' service account", "projects/" + project + "/serviceAccounts/mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com", "clusterName", map[string]any{},
+			[]string{
+				"The service account mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com exists already in project " + project,
+				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"cluster-nodes","id":"projects/` + project + `/serviceAccounts/mlops-kubernetes-nodes@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorkspace(t, nil)
+			mocks := &mocktest.Mocks{Cloud: map[string]map[string]any{tt.id: tt.cloud}}
+			err := w.preview(t, mocks)
+			if err == nil {
+				t.Fatalf("the preview succeeded although %s exists", tt.id)
+			}
+			msg := err.Error()
+			for _, want := range append(tt.want,
+				"1 resource(s) this stack would create exist already; nothing was created.",
+				"Either choose another name:\n    pulumi config set mlops:"+tt.configKey+" <another-name>",
+				"or adopt it into the stack") {
+				if !strings.Contains(msg, want) {
+					t.Errorf("the error does not say\n%s\nin:\n%s", want, msg)
+				}
+			}
+		})
+	}
+}
+
+// A re-run of an existing stack, as CI runs it: every resource is in the
+// state, CI's identity may not read IAM, and the project holds exactly what
+// the stack made. Nothing is looked up, in the preview or the update.
+func TestReRunOfAnExistingStackLooksNothingUp(t *testing.T) {
+	w := newWorkspace(t, nil)
+	state := stateOf(t, w)
+	ours := map[string]map[string]any{
+		"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes":                                 {},
+		"projects/" + testProject + "/locations/europe-west6/repositories/mlops":                                          {},
+		"projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com":               {},
+		"projects/" + testProject + "/serviceAccounts/mlops-preview@" + testProject + ".iam.gserviceaccount.com":          {},
+		"projects/" + testProject + "/locations/global/workloadIdentityPools/" + ciPool:                                   {},
+		"projects/" + testProject + "/serviceAccounts/mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com": {},
+	}
+	ciCannotReadIAM := map[string]bool{
+		"gcp:serviceaccount/getAccount:getAccount":                true,
+		"gcp:iam/getWorkloadIdentityPool:getWorkloadIdentityPool": true,
+	}
+	mocks := &mocktest.Mocks{InState: state, Cloud: ours, Denied: ciCannotReadIAM}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("the preview of the existing stack failed: %v", err)
+	}
+	if got := lookupsOf(mocks); len(got) > 0 {
+		t.Errorf("the preview of an existing stack looked up %v", got)
+	}
+	update := &mocktest.Mocks{Cloud: ours, Denied: ciCannotReadIAM}
+	w.config = maps.Clone(w.config)
+	if err := update.Run(func(ctx *pulumi.Context) error { _, err := deploy(ctx); return err }, w.config); err != nil {
+		t.Fatalf("the update failed: %v", err)
+	}
+	if got := lookupsOf(update); len(got) > 0 {
+		t.Errorf("the update looked up %v", got)
+	}
+}
+
+// After an `up` that failed halfway, what it created is in the state and is
+// not looked up again; only what is still to be created is.
+func TestOnlyWhatIsNotInTheStateIsLookedUp(t *testing.T) {
+	w := newWorkspace(t, nil)
+	state := stateOf(t, w)
+	delete(state, mocktest.Key("gcp:container/cluster:Cluster", "cluster"))
+	mocks := &mocktest.Mocks{InState: state, Cloud: map[string]map[string]any{
+		"projects/" + testProject + "/locations/europe-west6/repositories/mlops": {},
+	}}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("the stack's own repository was taken for a collision: %v", err)
+	}
+	if got := lookupsOf(mocks); !slices.Equal(got, []string{"gcp:container/getCluster:getCluster"}) {
+		t.Errorf("lookups %v, want only the cluster's", got)
+	}
+}
+
+// An identity that may not read service accounts (a new CI service account
+// id previewed by CI) gets a warning, not a failed preview.
+func TestALookupWithoutPermissionWarnsAndGoesOn(t *testing.T) {
+	w := newWorkspace(t, previewablePrebuilt)
+	mocks := &mocktest.Mocks{Denied: map[string]bool{"gcp:serviceaccount/getAccount:getAccount": true}}
+	if err := w.preview(t, mocks); err != nil {
+		t.Fatalf("a 403 on a lookup failed the preview: %v", err)
+	}
+}
+
+// The endpoint is the stack's static address, or the one a team already
+// hands out (MLEM's, promoted to static): a new Service or cluster keeps it.
+func TestTheEndpointIsAStaticAddress(t *testing.T) {
+	const id = "projects/" + testProject + "/regions/europe-west6/addresses/mlem-endpoint"
+	w := newWorkspace(t, map[string]string{"mlops:loadBalancerAddress": "mlem-endpoint"})
+	clusterIP := newWorkspace(t, map[string]string{"mlops:serviceType": "ClusterIP"})
+	mocks := &mocktest.Mocks{Cloud: map[string]map[string]any{id: {"address": "34.65.1.2"}}}
+	t.Chdir(w.root)
+	var endpoint any
+	err := mocks.Run(func(ctx *pulumi.Context) error {
+		declared, err := deploy(ctx)
+		if err != nil {
+			return err
+		}
+		endpoint = resolveOutput(t, pulumi.ToOutput(declared["endpoint"]))
+		return nil
+	}, w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	address := mocks.One(t, "gcp:compute/address:Address")
+	if address.ImportID != id || !address.RetainOnDelete {
+		t.Errorf("the given address is imported as %q, retained %v", address.ImportID, address.RetainOnDelete)
+	}
+	if got := mocks.One(t, "kubernetes:core/v1:Service").Str("spec.loadBalancerIP"); got != "34.65.1.2" {
+		t.Errorf("the Service asks for %q", got)
+	}
+	if endpoint != "http://34.65.1.2:8080" {
+		t.Errorf("endpoint %v", endpoint)
+	}
+
+	noLB, _ := clusterIP.run(t)
+	if n := len(noLB.OfType("gcp:compute/address:Address")); n != 0 {
+		t.Errorf("a ClusterIP Service got %d addresses", n)
+	}
+}
+
+// resolveOutput waits, inside a program, for an output's value.
+func resolveOutput(t *testing.T, out pulumi.Output) any {
+	t.Helper()
+	ch := make(chan any, 1)
+	out.ApplyT(func(v any) any { ch <- v; return v })
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatal("the output did not resolve within a minute")
+		return nil
 	}
 }

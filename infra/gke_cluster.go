@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
@@ -29,6 +30,8 @@ type GKECluster struct {
 	pulumi.ResourceState
 
 	Cluster *container.Cluster
+	// Nodes is the service account the nodes run as.
+	Nodes *serviceaccount.Account
 	// Kubeconfig authenticates with gke-gcloud-auth-plugin; it holds no
 	// token, so it only changes when the cluster does. A secret all the same.
 	Kubeconfig pulumi.StringOutput
@@ -61,6 +64,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	if err != nil {
 		return nil, err
 	}
+	c.Nodes = nodes
 	var nodeGrants []pulumi.Resource
 	for _, role := range NodeProjectRoles {
 		grant, err := projects.NewIAMMember(ctx, name+"-nodes-"+roleSuffix(role), &projects.IAMMemberArgs{
@@ -95,6 +99,14 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		},
 	}
 	location := gcp.Zone
+	clusterOpts := []pulumi.ResourceOption{
+		parent, pulumi.DependsOn(nodeGrants),
+		// A cluster name is unique in its location, so a replacement in the
+		// same place must delete first (or fail with 409). The engine then
+		// deletes the pool and the workloads (through the old provider,
+		// while the old cluster still answers) before the cluster.
+		pulumi.DeleteBeforeReplace(true),
+	}
 	if gcp.Autopilot {
 		// Autopilot is regional and manages nodes itself; it still runs them
 		// as our minimal account rather than the default compute account.
@@ -111,13 +123,26 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		// replacing the cluster), so it is removed for a separate pool.
 		clusterArgs.RemoveDefaultNodePool = pulumi.Bool(true)
 		clusterArgs.InitialNodeCount = pulumi.Int(1)
+		// The default pool lives for the minutes of the create only, but it
+		// must not need the Compute Engine default service account, which
+		// newer organisations disable (terraform-provider-google #17511).
 		clusterArgs.NodeConfig = &container.ClusterNodeConfigArgs{
 			ServiceAccount: nodes.Email,
 			OauthScopes:    pulumi.StringArray{pulumi.String(cloudPlatformScope)},
 		}
+		// Once the provider has deleted the default pool, GKE reports no
+		// cluster-level nodeConfig, so the read-back drops it while its
+		// serviceAccount and oauthScopes are ForceNew: without this, every
+		// later preview plans to replace the cluster (pulumi-gcp #744,
+		// terraform-provider-google #12070; google/services/container:
+		// resource_container_cluster.go reads node_config from
+		// cluster.NodeConfig, node_config.go marks both fields ForceNew).
+		// nodeConfig only ever configures the default pool; the nodes that
+		// run the model are the separate pool below.
+		clusterOpts = append(clusterOpts, pulumi.IgnoreChanges([]string{"nodeConfig"}))
 	}
 	clusterArgs.Location = pulumi.String(location)
-	cluster, err := container.NewCluster(ctx, name, clusterArgs, parent, pulumi.DependsOn(nodeGrants))
+	cluster, err := container.NewCluster(ctx, name, clusterArgs, clusterOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,18 +180,18 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	}
 
 	contextName := fmt.Sprintf("gke_%s_%s_%s", gcp.Project, location, gcp.ClusterName)
-	c.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Endpoint, cluster.MasterAuth.ClusterCaCertificate().Elem()).ApplyT(
+	ca := cluster.MasterAuth.ClusterCaCertificate().Elem()
+	c.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Endpoint, ca).ApplyT(
 		func(v []any) (string, error) {
 			return gkeKubeconfig(contextName, v[0].(string), v[1].(string))
 		})).(pulumi.StringOutput)
 
 	c.Provider, err = kubernetes.NewProvider(ctx, name+"-k8s", &kubernetes.ProviderArgs{
 		Kubeconfig: c.Kubeconfig,
-		// The kubeconfig is unknown in a preview while the cluster changes;
-		// a known identifier keeps the provider (and every workload) from
-		// being planned for replacement. It changes exactly when the cluster
-		// is a different one.
-		ClusterIdentifier: pulumi.String(contextName),
+		// The kubeconfig is unknown in a preview while the cluster changes
+		// at all; the identifier stays known unless the cluster is a
+		// different one, so an update of the cluster replaces nothing.
+		ClusterIdentifier: ca.ApplyT(func(ca string) string { return clusterIdentifier(contextName, ca) }).(pulumi.StringOutput),
 	}, parent, pulumi.DependsOn(ready))
 	if err != nil {
 		return nil, err
@@ -176,6 +201,22 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		"name":       cluster.Name,
 		"kubeconfig": c.Kubeconfig,
 	})
+}
+
+// clusterIdentifier names the physical cluster: its project, location and
+// name, which a replacement under the same name keeps, and its CA
+// certificate, which every new cluster gets afresh (GKE exposes no other
+// unique id through the provider). When it changes, the Kubernetes
+// provider is replaced, and with it every resource it manages: the engine
+// replaces the Namespace, Deployment, Service and PodDisruptionBudget, so
+// a new cluster gets the model again instead of a state that only
+// remembers it. A rotation of the cluster CA (gcloud container clusters
+// update --start-credential-rotation) counts as a new cluster too and
+// recreates the workloads once; the endpoint's address is static, so it
+// comes back unchanged.
+func clusterIdentifier(contextName, caBase64 string) string {
+	sum := sha256.Sum256([]byte(caBase64))
+	return fmt.Sprintf("%s_%x", contextName, sum[:8])
 }
 
 // nodeAccountID derives the node account id (6-30 characters) from the

@@ -1,6 +1,9 @@
 package infra
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +54,15 @@ func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
 	if cluster.Input("enableAutopilot").IsBool() {
 		t.Errorf("a Standard cluster sets enableAutopilot")
 	}
+	// GKE reports no cluster-level nodeConfig once the default pool is
+	// gone, and its fields are ForceNew: the next preview must not see a
+	// difference there, or it plans to replace the cluster.
+	if cluster.Input("nodeConfig").IsObject() && !slices.Equal(cluster.IgnoreChanges, []string{"nodeConfig"}) {
+		t.Errorf("the cluster declares nodeConfig (dropped on read-back after removeDefaultNodePool) with ignoreChanges %q, want exactly [nodeConfig]", cluster.IgnoreChanges)
+	}
+	if !cluster.DeleteBeforeReplace {
+		t.Errorf("a replacement under the same name would be created before the old cluster is deleted (409)")
+	}
 
 	pool := mocks.One(t, "gcp:container/nodePool:NodePool")
 	for path, want := range map[string]string{
@@ -85,7 +97,8 @@ func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
 func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
 	mocks, kubeconfig := declareCluster(t, devGCP)
 	provider := mocks.One(t, "pulumi:providers:kubernetes")
-	if got, want := provider.Str("clusterIdentifier"), "gke_"+testProject+"_europe-west6-a_mlops-kubernetes"; got != want {
+	sum := sha256.Sum256([]byte(mocktest.ClusterCA))
+	if got, want := provider.Str("clusterIdentifier"), fmt.Sprintf("gke_%s_europe-west6-a_mlops-kubernetes_%x", testProject, sum[:8]); got != want {
 		t.Errorf("clusterIdentifier = %q, want %q", got, want)
 	}
 	if !provider.IsSecret("kubeconfig") || provider.Str("kubeconfig") != kubeconfig {
@@ -125,5 +138,25 @@ func TestGKEAutopilotIsRegionalWithoutANodePool(t *testing.T) {
 	}
 	if n := len(mocks.OfType("gcp:container/nodePool:NodePool")); n != 0 {
 		t.Errorf("%d node pools with autopilot", n)
+	}
+	if cluster.Input("nodeConfig").IsObject() || len(cluster.IgnoreChanges) > 0 {
+		t.Errorf("autopilot declares nodeConfig %v, ignoreChanges %q", cluster.Input("nodeConfig"), cluster.IgnoreChanges)
+	}
+}
+
+// A cluster replaced under the same name keeps project, location and name;
+// only its CA is new. The identifier must differ, so that the provider and
+// the workloads are replaced with it instead of staying in the state only.
+func TestClusterIdentifierChangesWithThePhysicalCluster(t *testing.T) {
+	const name = "gke_" + testProject + "_europe-west6-a_mlops-kubernetes"
+	first := clusterIdentifier(name, "Y2VydGlmaWNhdGUgb25l")
+	if again := clusterIdentifier(name, "Y2VydGlmaWNhdGUgb25l"); again != first {
+		t.Errorf("the same cluster gets %q and %q", first, again)
+	}
+	if replaced := clusterIdentifier(name, "Y2VydGlmaWNhdGUgdHdv"); replaced == first {
+		t.Errorf("a new cluster under the same name keeps the identifier %q", first)
+	}
+	if !strings.HasPrefix(first, name+"_") {
+		t.Errorf("identifier %q does not name the cluster", first)
 	}
 }

@@ -41,6 +41,9 @@ type ModelServiceArgs struct {
 	Image pulumi.StringInput
 	// Fingerprint is the model fingerprint.
 	Fingerprint string
+	// LoadBalancerIP is a static address reserved for the LoadBalancer
+	// (on GKE, EndpointAddress); nil lets the cloud pick an ephemeral one.
+	LoadBalancerIP pulumi.StringInput
 }
 
 // NewModelService declares the workload. Pass the cluster's provider with
@@ -104,18 +107,25 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		return nil, err
 	}
 
+	serviceSpec := &corev1.ServiceSpecArgs{
+		Type:     pulumi.String(s.Type),
+		Selector: selector,
+		Ports: corev1.ServicePortArray{&corev1.ServicePortArgs{
+			Name:       pulumi.String("http"),
+			Port:       pulumi.Int(s.Port),
+			TargetPort: pulumi.String("http"),
+			Protocol:   pulumi.String("TCP"),
+		}},
+	}
+	if s.Type == "LoadBalancer" && args.LoadBalancerIP != nil {
+		// Deprecated upstream in favour of per-implementation annotations,
+		// but it is how GKE's external passthrough load balancer takes a
+		// reserved regional address, and the address outlives the Service.
+		serviceSpec.LoadBalancerIP = args.LoadBalancerIP
+	}
 	c.Service, err = corev1.NewService(ctx, name, &corev1.ServiceArgs{
 		Metadata: metadata,
-		Spec: &corev1.ServiceSpecArgs{
-			Type:     pulumi.String(s.Type),
-			Selector: selector,
-			Ports: corev1.ServicePortArray{&corev1.ServicePortArgs{
-				Name:       pulumi.String("http"),
-				Port:       pulumi.Int(s.Port),
-				TargetPort: pulumi.String("http"),
-				Protocol:   pulumi.String("TCP"),
-			}},
-		},
+		Spec:     serviceSpec,
 	}, parent, pulumi.Timeouts(&pulumi.CustomTimeouts{Create: "15m", Update: "15m"}))
 	if err != nil {
 		return nil, err

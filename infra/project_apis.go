@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/projects"
@@ -12,6 +13,7 @@ import (
 var RequiredAPIs = []string{
 	"artifactregistry.googleapis.com",
 	"cloudresourcemanager.googleapis.com",
+	"compute.googleapis.com",
 	"container.googleapis.com",
 	"iam.googleapis.com",
 	"iamcredentials.googleapis.com",
@@ -19,9 +21,15 @@ var RequiredAPIs = []string{
 }
 
 // ProjectAPIs enables the RequiredAPIs in a project. Declare everything else
-// on GCP with pulumi.DependsOn(apis), which waits for all of them.
+// on GCP with pulumi.DependsOn(apis.Services).
 type ProjectAPIs struct {
 	pulumi.ResourceState
+
+	// Services are the enabled APIs themselves. Depend on these, never on the
+	// component: DependsOn(component) expands to the children registered at
+	// that moment, and children register on their own goroutines, so some
+	// services could be missing (a 403 SERVICE_DISABLED on a fresh project).
+	Services []pulumi.Resource
 }
 
 // ProjectAPIsArgs are the inputs of ProjectAPIs.
@@ -38,14 +46,32 @@ func NewProjectAPIs(ctx *pulumi.Context, name string, args *ProjectAPIsArgs, opt
 	}
 	for _, api := range RequiredAPIs {
 		short := strings.TrimSuffix(api, ".googleapis.com")
-		if _, err := projects.NewService(ctx, name+"-"+short, &projects.ServiceArgs{
+		service, err := projects.NewService(ctx, name+"-"+short, &projects.ServiceArgs{
 			Project:                  pulumi.String(args.Project),
 			Service:                  pulumi.String(api),
 			DisableOnDestroy:         pulumi.Bool(false),
 			DisableDependentServices: pulumi.Bool(false),
-		}, pulumi.Parent(c)); err != nil {
+		}, pulumi.Parent(c))
+		if err != nil {
 			return nil, err
 		}
+		c.Services = append(c.Services, service)
 	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{})
+}
+
+// Required makes a resource, and everything declared inside it when it is
+// a component, wait for every service: each one gets the services
+// themselves in its DependsOn, by an SDK transformation that children
+// inherit from their parent. Every GCP resource of the program is declared
+// with it, so none can be created against a disabled API.
+func (c *ProjectAPIs) Required() pulumi.ResourceOption {
+	return pulumi.Transformations([]pulumi.ResourceTransformation{
+		func(args *pulumi.ResourceTransformationArgs) *pulumi.ResourceTransformationResult {
+			return &pulumi.ResourceTransformationResult{
+				Props: args.Props,
+				Opts:  append(slices.Clone(args.Opts), pulumi.DependsOn(c.Services)),
+			}
+		},
+	})
 }

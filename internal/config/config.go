@@ -68,6 +68,10 @@ type GCP struct {
 	DeletionProtection bool
 	RepositoryID       string
 	KeepImages         int
+	// LoadBalancerAddress names an existing regional static external IP
+	// address in Region for the LoadBalancer Service; empty means the
+	// program reserves one for the stack.
+	LoadBalancerAddress string
 }
 
 // CI is the identity CI deploys with, and the read-only one it previews with.
@@ -189,7 +193,7 @@ var (
 	branchPattern         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]{0,243}$`)
 	githubRepoPattern     = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$`)
 	gitlabProjectPattern  = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
-	platformPattern       = regexp.MustCompile(`^linux/(?:amd64|arm64)$`)
+	addressNamePattern    = regexp.MustCompile(`^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$`)
 	releaseChannelChoices = []string{"RAPID", "REGULAR", "STABLE", "EXTENDED"}
 )
 
@@ -206,6 +210,9 @@ func (r *reader) gcp(ctx *pulumi.Context) GCP {
 		DeletionProtection: r.boolean("deletionProtection"),
 		RepositoryID:       r.match("repositoryId", repositoryIDPattern, "lowercase letters, digits and hyphens, starting with a letter, at most 63 characters"),
 		KeepImages:         r.intAtLeast("keepImages", 1),
+	}
+	if g.LoadBalancerAddress = r.str("loadBalancerAddress"); g.LoadBalancerAddress != "" && !addressNamePattern.MatchString(g.LoadBalancerAddress) {
+		r.fail("loadBalancerAddress", g.LoadBalancerAddress, "the name (not the IP) of a static external address reserved in region "+g.Region+", or empty to reserve one")
 	}
 	switch {
 	case g.Project == "":
@@ -377,9 +384,14 @@ func (r *reader) requestWithinLimit(requestKey, request, limitKey, limit string)
 	}
 }
 
+// BuiltPlatform is the only platform model/Dockerfile builds: it pins amd64
+// base images and the x64 onnxruntime, so any other platform would be an
+// amd64 image under another name.
+const BuiltPlatform = "linux/amd64"
+
 func (r *reader) platform(key, v string) {
-	if !platformPattern.MatchString(v) {
-		r.fail(key, v, "linux/amd64 or linux/arm64")
+	if v != BuiltPlatform {
+		r.fail(key, v, BuiltPlatform+", the only platform model/Dockerfile builds (amd64 base images and the x64 onnxruntime)")
 	}
 }
 

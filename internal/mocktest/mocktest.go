@@ -28,6 +28,12 @@ const (
 	AccessToken   = "ya29.mock-access-token"
 	ClusterIP     = "34.65.10.20"
 	ServiceIP     = "34.65.100.7"
+	// MasterVersion is the Kubernetes version of a GKE cluster.
+	MasterVersion = "1.33.5-gke.1308000"
+	// StaticIP is the address GCP reserves for a compute.Address.
+	StaticIP = "34.65.200.9"
+	// ClusterCA is the cluster CA certificate, base64, as GKE reports it.
+	ClusterCA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJtb2NrCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
 )
 
 // Resource is one registered resource as the engine would see it.
@@ -39,6 +45,10 @@ type Resource struct {
 	Parent, Provider string
 	DependsOn        []string
 	IgnoreChanges    []string
+	// DeleteBeforeReplace and RetainOnDelete are the resource options.
+	DeleteBeforeReplace, RetainOnDelete bool
+	// ImportID is the id of an existing resource the program adopts.
+	ImportID string
 }
 
 // Input returns the input at a dotted path such as "spec.template.metadata",
@@ -76,10 +86,32 @@ func (r Resource) IsSecret(key string) bool {
 
 // Mocks implements pulumi.MockResourceMonitor and records what it sees.
 type Mocks struct {
+	// Preview runs the program as a preview does (`pulumi preview`, and the
+	// first half of `pulumi up`): the engine answers a resource of the
+	// stack's state with its ID and one it plans to create with an unknown
+	// ID, and so do the mocks, going by InState.
+	Preview bool
+	// InState holds the resources already in the stack's state, by
+	// "type::name" (see Key).
+	InState map[string]bool
+	// Cloud is what exists in GCP, by resource id as `pulumi import` takes
+	// it (projects/p/locations/l/clusters/name): the lookups and imports
+	// find it there, and answer "not found" otherwise.
+	Cloud map[string]map[string]any
+	// Reported overrides outputs the provider reports for a resource, by
+	// Key (a cluster's masterVersion, say).
+	Reported map[string]map[string]any
+	// Denied lists the lookup functions the caller may not use, answered
+	// with GCP's 403 (CI's identity cannot read IAM).
+	Denied map[string]bool
+
 	mu        sync.Mutex
 	resources []Resource
 	invokes   []string
 }
+
+// Key is how InState names a resource.
+func Key(typ, name string) string { return typ + "::" + name }
 
 // Resources returns every registered resource, sorted by type and name.
 func (m *Mocks) Resources() []Resource {
@@ -129,6 +161,7 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	if rpc := args.RegisterRPC; rpc != nil {
 		r.Parent, r.DependsOn, r.IgnoreChanges = rpc.GetParent(), rpc.GetDependencies(), rpc.GetIgnoreChanges()
+		r.DeleteBeforeReplace, r.RetainOnDelete, r.ImportID = rpc.GetDeleteBeforeReplace(), rpc.GetRetainOnDelete(), rpc.GetImportId()
 	}
 	m.mu.Lock()
 	m.resources = append(m.resources, r)
@@ -138,7 +171,48 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	for k, v := range computedOutputs(args.TypeToken, args.Name, args.Inputs) {
 		outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 	}
+	for k, v := range m.Reported[Key(args.TypeToken, args.Name)] {
+		outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+	}
+	if importID := args.RegisterRPC.GetImportId(); importID != "" {
+		// An import reads the resource as it is.
+		found, ok := m.Cloud[importID]
+		if !ok {
+			return "", nil, fmt.Errorf("importing %s: %s not found", args.Name, importID)
+		}
+		for k, v := range found {
+			outputs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+		}
+		return importID, outputs, nil
+	}
+	if m.Preview && args.Custom && !m.InState[Key(args.TypeToken, args.Name)] {
+		return "", outputs, nil // planned for creation: the ID is unknown
+	}
 	return args.Name + "-id", outputs, nil
+}
+
+// lookups are the read-only functions that find a resource by its id,
+// with the id each one's arguments name.
+var lookups = map[string]func(a resource.PropertyMap) string{
+	"gcp:container/getCluster:getCluster": func(a resource.PropertyMap) string {
+		return fmt.Sprintf("projects/%s/locations/%s/clusters/%s", arg(a, "project"), arg(a, "location"), arg(a, "name"))
+	},
+	"gcp:artifactregistry/getRepository:getRepository": func(a resource.PropertyMap) string {
+		return fmt.Sprintf("projects/%s/locations/%s/repositories/%s", arg(a, "project"), arg(a, "location"), arg(a, "repositoryId"))
+	},
+	"gcp:serviceaccount/getAccount:getAccount": func(a resource.PropertyMap) string {
+		return fmt.Sprintf("projects/%s/serviceAccounts/%s@%s.iam.gserviceaccount.com", arg(a, "project"), arg(a, "accountId"), arg(a, "project"))
+	},
+	"gcp:iam/getWorkloadIdentityPool:getWorkloadIdentityPool": func(a resource.PropertyMap) string {
+		return fmt.Sprintf("projects/%s/locations/global/workloadIdentityPools/%s", arg(a, "project"), arg(a, "workloadIdentityPoolId"))
+	},
+}
+
+func arg(a resource.PropertyMap, key string) string {
+	if v := a[resource.PropertyKey(key)]; v.IsString() {
+		return v.StringValue()
+	}
+	return ""
 }
 
 // Call answers the provider functions the program invokes.
@@ -156,6 +230,23 @@ func (m *Mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 		return resource.NewPropertyMapFromMap(map[string]any{
 			"number": ProjectNumber, "projectId": args.Args["projectId"].StringValue(),
 		}), nil
+	}
+	if id, ok := lookups[args.Token]; ok {
+		// The provider's own words: transport_tpg.HandleDataSourceNotFoundError
+		// and the data sources' "%s not found".
+		if m.Denied[args.Token] {
+			return nil, fmt.Errorf("Error when reading or editing %s: googleapi: Error 403: Permission denied on resource (or it may not exist)., forbidden", id(args.Args))
+		}
+		found, ok := m.Cloud[id(args.Args)]
+		if !ok {
+			return nil, fmt.Errorf("%s not found", id(args.Args))
+		}
+		out := args.Args.Copy()
+		out["id"] = resource.NewProperty(id(args.Args))
+		for k, v := range found {
+			out[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("mocktest: no mock for function %s", args.Token)
 }
@@ -196,8 +287,7 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 			"registryUri": fmt.Sprintf("%s-docker.pkg.dev/%s/%s", str("location"), str("project"), str("repositoryId")),
 		}
 	case "gcp:container/cluster:Cluster":
-		ca := base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n"))
-		return map[string]any{"endpoint": ClusterIP, "masterAuth": map[string]any{"clusterCaCertificate": ca}}
+		return map[string]any{"endpoint": ClusterIP, "masterVersion": MasterVersion, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA}}
 	case "docker:index/image:Image":
 		// A pushed image's digest, different for every tag, as a registry gives.
 		imageName := str("imageName")
@@ -206,8 +296,15 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 	case "kubernetes:core/v1:Service":
 		spec := in["spec"]
 		if spec.IsObject() && spec.ObjectValue()["type"].IsString() && spec.ObjectValue()["type"].StringValue() == "LoadBalancer" {
-			return map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": []any{map[string]any{"ip": ServiceIP}}}}}
+			// The address asked for, as GKE gives it; an ephemeral one otherwise.
+			ip := ServiceIP
+			if asked := spec.ObjectValue()["loadBalancerIP"]; asked.IsString() {
+				ip = asked.StringValue()
+			}
+			return map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": []any{map[string]any{"ip": ip}}}}}
 		}
+	case "gcp:compute/address:Address":
+		return map[string]any{"address": StaticIP}
 	}
 	return nil
 }
@@ -218,6 +315,7 @@ func (m *Mocks) Run(body pulumi.RunFunc, cfg map[string]string, secretKeys ...st
 	return pulumi.RunErr(body, pulumi.WithMocks("mlops", "dev", m), func(info *pulumi.RunInfo) {
 		info.Config = cfg
 		info.ConfigSecretKeys = secretKeys
+		info.DryRun = m.Preview
 	})
 }
 
