@@ -154,6 +154,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 	}
 	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)
 	r.requestWithinLimit("memoryRequest", c.Serve.MemoryRequest, "memoryLimit", c.Serve.MemoryLimit)
+	r.atLeastQuantity("memoryLimit", c.Serve.MemoryLimit, MinMemoryLimit, "what the model server needs at its defaults")
 	r.platform("platform", c.Model.Platform)
 	r.pinnedImage("image", c.Model.Image)
 
@@ -374,6 +375,21 @@ func (r *reader) quantity(key string) string {
 		r.fail(key, v, "a positive Kubernetes quantity such as 250m, 1, 128Mi or 1Gi")
 	}
 	return v
+}
+
+// MinMemoryLimit is the least memory a model server pod may be given. The
+// server refuses to start when its settings do not fit its container's
+// limit (model/main.go): 96 MiB for itself and onnxruntime, 32 MiB of
+// request bodies and 37 MiB to decode one image of the largest size make
+// 165 MiB, so a smaller limit would give pods that never become ready.
+const MinMemoryLimit = "192Mi"
+
+func (r *reader) atLeastQuantity(key, v, least, why string) {
+	q, err1 := resource.ParseQuantity(v)
+	floor, err2 := resource.ParseQuantity(least)
+	if err1 == nil && err2 == nil && q.Sign() > 0 && q.Cmp(floor) < 0 {
+		r.fail(key, v, fmt.Sprintf("at least %s, %s", least, why))
+	}
 }
 
 func (r *reader) requestWithinLimit(requestKey, request, limitKey, limit string) {

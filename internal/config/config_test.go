@@ -90,6 +90,7 @@ func TestBadValuesAreNamedWithWhatIsExpected(t *testing.T) {
 		{"mlops:cpuRequest", "a lot", `mlops:cpuRequest: got "a lot"; expected a positive Kubernetes quantity`},
 		{"mlops:memoryLimit", "256MB", `mlops:memoryLimit: got "256MB"; expected a positive Kubernetes quantity`},
 		{"mlops:memoryLimit", "64Mi", `mlops:memoryLimit: got "64Mi"; expected at least memoryRequest (128Mi)`},
+		{"mlops:memoryLimit", "160Mi", `mlops:memoryLimit: got "160Mi"; expected at least 192Mi, what the model server needs at its defaults`},
 		{"mlops:platform", "windows/amd64", `mlops:platform: got "windows/amd64"; expected linux/amd64, the only platform model/Dockerfile builds`},
 		{"mlops:platform", "linux/arm64", `mlops:platform: got "linux/arm64"; expected linux/amd64, the only platform model/Dockerfile builds`},
 		{"mlops:loadBalancerAddress", "34.65.100.7", `mlops:loadBalancerAddress: got "34.65.100.7"; expected the name (not the IP) of a static external address reserved in region europe-west6`},
