@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/planets-mlops/deploy/internal/localcloud/process"
 )
 
 // FakeNodeAnnotation marks a Node as simulated by kwok.
@@ -63,7 +65,7 @@ type Cluster struct {
 	Dir string
 
 	restConfig *rest.Config
-	processes  []*process // in start order
+	processes  []*process.Process // in start order
 	removeDir  bool
 }
 
@@ -136,12 +138,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// user's own configuration (kwok reads ~/.kwok/kwok.yaml).
 	env := append(os.Environ(), "HOME="+c.Dir)
 	start := func(name string, args ...string) error {
-		p, err := startProcess(name, binaries[name], filepath.Join(c.Dir, name+".log"), args, env)
+		p, err := process.Start(name, binaries[name], filepath.Join(c.Dir, name+".log"), args, env)
 		if err != nil {
 			return fmt.Errorf("localcluster: %w", err)
 		}
 		c.processes = append(c.processes, p)
-		logf("localcluster: started %s (pid %d)", name, p.cmd.Process.Pid)
+		logf("localcluster: started %s (pid %d)", name, p.Pid())
 		return nil
 	}
 
@@ -257,7 +259,7 @@ func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.restConfi
 func (c *Cluster) PIDs() []int {
 	pids := make([]int, 0, len(c.processes))
 	for _, p := range c.processes {
-		pids = append(pids, p.cmd.Process.Pid)
+		pids = append(pids, p.Pid())
 	}
 	return pids
 }
@@ -267,7 +269,7 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Stop(ctx context.Context) error {
 	var errs []error
 	for i := len(c.processes) - 1; i >= 0; i-- {
-		errs = append(errs, c.processes[i].stop(ctx))
+		errs = append(errs, c.processes[i].Stop(ctx))
 	}
 	c.processes = nil
 	if c.removeDir {
@@ -284,7 +286,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 	var lastErr error
 	pollErr := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, p := range c.processes {
-			if err := p.running(); err != nil {
+			if err := p.Running(); err != nil {
 				return false, err
 			}
 		}
@@ -299,7 +301,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 	}
 	msg := fmt.Sprintf("localcluster: timed out waiting for %s: %v", what, lastErr)
 	for _, p := range c.processes {
-		msg += fmt.Sprintf("\n--- end of %s ---\n%s", p.logPath, tailFile(p.logPath, 15))
+		msg += fmt.Sprintf("\n--- end of %s ---\n%s", p.LogPath, process.TailFile(p.LogPath, 15))
 	}
 	return errors.New(msg)
 }
