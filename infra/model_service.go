@@ -79,7 +79,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 			RevisionHistoryLimit: pulumi.Int(5),
 			// A model that never becomes ready fails the update after this,
 			// while the old pods keep serving.
-			ProgressDeadlineSeconds: pulumi.Int(600),
+			ProgressDeadlineSeconds: pulumi.Int(s.ProgressDeadlineSeconds),
 			MinReadySeconds:         pulumi.Int(5),
 			Selector:                &metav1.LabelSelectorArgs{MatchLabels: selector},
 			Strategy: &appsv1.DeploymentStrategyArgs{
