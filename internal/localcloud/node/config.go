@@ -29,7 +29,18 @@ const (
 	cniNetworkName = "mlops-node"
 )
 
-// paths are the node's files, all under its directory.
+// The node's state (images, containers, the kubelet's pods and volumes) and
+// its sockets live under short fixed paths: unix socket paths are limited to
+// 104 bytes, too short for a test's temporary directory, and the kubelet
+// serves sockets under its root. One node runs at a time (lockPath). Start
+// removes what a killed run may have left there; Stop removes both.
+const (
+	stateDir  = "/var/lib/mlops-node"
+	socketDir = "/run/mlops-node"
+)
+
+// paths are the node's files: configuration and logs under its directory,
+// state under stateDir, sockets under socketDir.
 type paths struct {
 	dir              string
 	containerdRoot   string
@@ -53,17 +64,17 @@ type paths struct {
 func newPaths(dir, kubeconfig string) paths {
 	return paths{
 		dir:              dir,
-		containerdRoot:   filepath.Join(dir, "containerd", "root"),
-		containerdState:  filepath.Join(dir, "containerd", "state"),
-		containerdSocket: filepath.Join(dir, "containerd", "containerd.sock"),
+		containerdRoot:   filepath.Join(stateDir, "containerd", "root"),
+		containerdState:  filepath.Join(stateDir, "containerd", "state"),
+		containerdSocket: filepath.Join(socketDir, "containerd.sock"),
 		containerdConfig: filepath.Join(dir, "containerd", "config.toml"),
 		registryHostsDir: filepath.Join(dir, "containerd", "certs.d"),
-		containerdOptDir: filepath.Join(dir, "containerd", "opt"),
+		containerdOptDir: filepath.Join(stateDir, "containerd", "opt"),
 		containerdCDIDir: filepath.Join(dir, "containerd", "cdi"),
-		runcRoot:         filepath.Join(dir, "containerd", "runc"),
+		runcRoot:         filepath.Join(stateDir, "containerd", "runc"),
 		cniConfDir:       filepath.Join(dir, "cni", "net.d"),
-		cniIPAMDir:       filepath.Join(dir, "cni", "ipam"),
-		kubeletRoot:      filepath.Join(dir, "kubelet"),
+		cniIPAMDir:       filepath.Join(stateDir, "cni", "ipam"),
+		kubeletRoot:      filepath.Join(stateDir, "kubelet"),
 		kubeletConfig:    filepath.Join(dir, "kubelet.yaml"),
 		podLogsDir:       filepath.Join(dir, "pod-logs"),
 		kubeProxyConfig:  filepath.Join(dir, "kube-proxy.yaml"),

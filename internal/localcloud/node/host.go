@@ -260,6 +260,20 @@ func MountsUnder(dir string) ([]string, error) {
 	return points, nil
 }
 
+// removeState unmounts everything under the node's state and socket
+// directories and removes them.
+func removeState() error {
+	var errs []error
+	for _, dir := range []string{stateDir, socketDir} {
+		if err := unmountUnder(dir); err != nil {
+			errs = append(errs, err)
+			continue // never remove files below a mount that is still there
+		}
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	return errors.Join(errs...)
+}
+
 func unmountUnder(dir string) error {
 	points, err := MountsUnder(dir)
 	if err != nil {

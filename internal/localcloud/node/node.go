@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,8 +51,8 @@ const pausePackage = "github.com/planets-mlops/deploy/internal/localcloud/node/p
 type Options struct {
 	// BinDir holds the binaries listed in Binaries.
 	BinDir string
-	// Dir receives the node's state and one log file per process; it must
-	// exist. Stop unmounts everything below it but does not remove it.
+	// Dir receives the node's configuration and one log file per process;
+	// it must exist. (Its state goes to a fixed short path, see stateDir.)
 	Dir string
 	// Kubeconfig is a path to an admin kubeconfig of the control plane.
 	Kubeconfig string
@@ -111,6 +112,10 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.sysctls = readSysctls()
+	// A run that was killed may have left state behind; start clean.
+	if err := removeState(); err != nil {
+		return nil, fmt.Errorf("node: remove a previous run's state: %w", err)
+	}
 	for _, dir := range []string{shimSocketDir, filepath.Dir(shimSocketDir)} {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			n.madeDirs = append(n.madeDirs, dir)
@@ -153,7 +158,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if err := writeFiles(files); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	for _, dir := range []string{n.paths.cniIPAMDir, n.paths.kubeletRoot, n.paths.podLogsDir} {
+	for _, dir := range []string{n.paths.cniIPAMDir, n.paths.kubeletRoot, n.paths.podLogsDir, socketDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
@@ -236,6 +241,17 @@ func (n *Node) ImportImage(ctx context.Context, archive string) error {
 	return n.ctr(ctx, "images", "import", archive)
 }
 
+// KillContainer sends SIGKILL to a container's process, as the kernel's OOM
+// killer or a crash would end it: no graceful shutdown. containerID is the
+// one in a pod's status ("containerd://<id>").
+func (n *Node) KillContainer(ctx context.Context, containerID string) error {
+	id, ok := strings.CutPrefix(containerID, "containerd://")
+	if !ok || id == "" {
+		return fmt.Errorf("node: container id %q: expected containerd://<id>", containerID)
+	}
+	return n.ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", id)
+}
+
 func (n *Node) ctr(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(n.opts.BinDir, "ctr"),
 		append([]string{"--address", n.paths.containerdSocket, "--namespace", criNamespace}, args...)...)
@@ -288,7 +304,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	for _, pid := range processesOf(filepath.Join(n.opts.BinDir, "containerd-shim-runc-v2")) {
 		errs = append(errs, syscall.Kill(pid, syscall.SIGKILL))
 	}
-	errs = append(errs, unmountUnder(n.opts.Dir))
+	errs = append(errs, removeState())
 	errs = append(errs, deleteLink(ctx, BridgeName))
 	errs = append(errs, restoreSysctls(n.sysctls))
 	for _, dir := range n.madeDirs {
@@ -316,8 +332,15 @@ func (n *Node) Leftovers(ctx context.Context) []string {
 	for _, pid := range processesOf(binaries...) {
 		left = append(left, fmt.Sprintf("process %d", pid))
 	}
-	if points, err := MountsUnder(n.opts.Dir); err != nil || len(points) > 0 {
-		left = append(left, fmt.Sprintf("mounts %v %v", points, err))
+	for _, dir := range []string{stateDir, socketDir, n.opts.Dir} {
+		if points, err := MountsUnder(dir); err != nil || len(points) > 0 {
+			left = append(left, fmt.Sprintf("mounts %v %v", points, err))
+		}
+	}
+	for _, dir := range []string{stateDir, socketDir} {
+		if _, err := os.Stat(dir); err == nil {
+			left = append(left, "directory "+dir)
+		}
 	}
 	if linkExists(BridgeName) {
 		left = append(left, "network interface "+BridgeName)
