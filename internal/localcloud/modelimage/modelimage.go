@@ -299,10 +299,11 @@ func Run(ctx context.Context, docker dockerd.CLI, ref string, r infra.ServerRest
 	return c, nil
 }
 
-// WaitReady polls probe.Path every probe.PeriodSeconds, as the startup
-// probe does, until it answers 200 or the probe's budget
+// WaitReady polls probe.Path until it answers 200 or the startup probe's
+// budget (PeriodSeconds x FailureThreshold) is spent, and returns the time
+// from `docker run` (a pull included) to the first 200.
 func (c *Container) WaitReady(ctx context.Context, probe infra.ProbeBudget) (time.Duration, error) {
-	start := time.Now()
+	start := c.started
 	client := &http.Client{Timeout: time.Duration(probe.TimeoutSeconds) * time.Second}
 	// Polled more often than the probe, to measure; the budget is the probe's.
 	budget := time.Duration(probe.PeriodSeconds*probe.FailureThreshold) * time.Second
