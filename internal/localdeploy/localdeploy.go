@@ -89,6 +89,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Named after this run's registry: untagged when done (BuildKit keeps
+	// the layers cached).
+	defer docker.Output(context.Background(), "image", "rm", img.Tag)
 	fmt.Fprintf(out, "   %s\n   %.1f MB, in %.1fs\n", img.Ref, float64(img.Size)/1e6, time.Since(start).Seconds())
 
 	fmt.Fprintln(out, "\n== starting a local control plane (etcd, kube-apiserver, controllers, kwok) on 127.0.0.1")

@@ -64,6 +64,8 @@ func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Pulled under the throwaway registry's name: not kept.
+	defer docker.Output(context.Background(), "image", "rm", img.Ref)
 	c, err := Run(ctx, docker, img.Ref, restrictions)
 	if err != nil {
 		t.Fatal(err)
@@ -193,4 +195,61 @@ func (w verbose) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// A registry that refuses the push, and a Dockerfile that fails, each end
+// the build with one line naming what failed and how to fix it.
+func TestModelImageBuildFailuresSayWhatFailedInOneLine(t *testing.T) {
+	docker := dockerd.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	projectDir, _ := filepath.Abs("../../..")
+
+	t.Run("the registry refuses the push", func(t *testing.T) {
+		reg, err := registry.Start(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Close() // nothing answers there any more
+		_, err = Build(ctx, docker, BuildOptions{ProjectDir: projectDir, StageRoot: t.TempDir(), Registry: reg.Host, Name: "planet-classifier"})
+		requireOneLine(t, err, "the registry at "+reg.Host+" refused the push", "check that it runs")
+	})
+
+	t.Run("the Dockerfile fails", func(t *testing.T) {
+		broken := t.TempDir()
+		if err := os.CopyFS(filepath.Join(broken, "model"), os.DirFS(filepath.Join(projectDir, "model"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(filepath.Join(broken, "hack"), os.DirFS(filepath.Join(projectDir, "hack"))); err != nil {
+			t.Fatal(err)
+		}
+		dockerfile := filepath.Join(broken, "model", "Dockerfile")
+		content, err := os.ReadFile(dockerfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content = []byte(strings.Replace(string(content), "COPY main.go ./", "COPY main.go ./\nRUN echo the broken step >&2; false", 1))
+		if err := os.WriteFile(dockerfile, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Build(ctx, docker, BuildOptions{ProjectDir: broken, StageRoot: t.TempDir(), Registry: "127.0.0.1:1", Name: "planet-classifier"})
+		requireOneLine(t, err, "docker build of model/Dockerfile failed", "the broken step", "fix the Dockerfile")
+	})
+}
+
+func requireOneLine(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	t.Logf("error: %s", msg)
+	if strings.Contains(msg, "\n") {
+		t.Errorf("the error spans lines: %q", msg)
+	}
+	for _, part := range parts {
+		if !strings.Contains(msg, part) {
+			t.Errorf("the error does not say %q: %q", part, msg)
+		}
+	}
 }
