@@ -15,7 +15,7 @@
 #   with GOTOOLCHAIN=local as in the golang image.
 # runtime: the stand-in for gcr.io/distroless/cc-debian12:nonroot, copied
 #   file by file from the same debootstrap: the packages libc6, libgcc-s1,
-#   libstdc++6, tzdata, netbase, the CA bundle, base-files' os-release,
+#   libstdc++6, tzdata, the CA bundle, base-files' os-release,
 #   /etc/passwd and /etc/group with root and nonroot (65532). No shell, no
 #   package manager, no dpkg database.
 #
@@ -28,12 +28,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# All in one function: bash then reads the whole script before running it,
+# so editing it while it runs cannot change what runs.
+main() {
+
 log() { echo "stand-in-bases.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 suite=bookworm
 build_packages=ca-certificates,gcc,libc6-dev,libjpeg62-turbo-dev,npm
-runtime_packages="libc6 libgcc-s1 libstdc++6 tzdata netbase"
+runtime_packages="libc6 libgcc-s1 libstdc++6 tzdata"
 
 go_version=$(awk '$1 == "toolchain" { print $2; found = 1; exit } END { if (!found) exit 1 }' model/go.mod 2>/dev/null ||
 	awk '$1 == "go" { v = $2; if (split(v, p, ".") == 2) v = v ".0"; print "go" v; exit }' model/go.mod)
@@ -55,6 +59,10 @@ print_args() {
 
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
 	die "no Docker engine answers: start one (hack/dockerd.sh start) and run again"
+# One maker at a time (tests run in parallel); the second finds the first's.
+mkdir -p "$(dirname "$cache")"
+exec 9>"$(dirname "$cache")/.lock"
+flock 9
 if docker image inspect "$build_image" "$runtime_image" >/dev/null 2>&1; then
 	print_args
 	exit 0
@@ -83,7 +91,7 @@ mirror() {
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/.work.XXXXXX")
 root="$work/build"
-trap 'umount "$root/proc" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
+trap 'umount "$root/proc" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT
 failed() {
 	cp "$1" "$cache/../last-failure.log" 2>/dev/null || true
 	tail -n 20 "$1" >&2
@@ -181,3 +189,6 @@ docker import \
 	--message "stand-in for gcr.io/distroless/cc-debian12:nonroot, made by hack/stand-in-bases.sh" \
 	"$cache/runtime.tar" "$runtime_image" >/dev/null
 print_args
+}
+
+main "$@"

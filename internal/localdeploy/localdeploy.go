@@ -1,33 +1,27 @@
 // Package localdeploy is the project's main job on a machine without a
-// cloud: it runs the real program with the real Pulumi engine and Kubernetes
-// provider against a throwaway control plane on 127.0.0.1 (the kubernetes
-// target), shows that a second `up` finds nothing to do, and then serves the
-// committed model with the model server and asks it for one prediction.
+// cloud: it builds the model image from model/Dockerfile (on the stand-in
+// bases) and pushes it to a registry on 127.0.0.1, runs the real program with
+// the real Pulumi engine and Kubernetes provider against a throwaway control
+// plane on 127.0.0.1 (the kubernetes target, the Deployment pinned to the
+// pushed digest), shows that a second `up` finds nothing to do, and then runs
+// the built image under Docker with the Deployment's restrictions and asks it
+// for one prediction.
 //
-// No Docker engine or registry is at hand, so nothing is built or pulled:
-// the Deployment gets an image reference pinned to the model fingerprint, and
-// kwok's fake nodes report its pods Running without pulling it. The model
-// server answers from a local build of model/ instead.
+// kwok's fake nodes report the pods Running without pulling the image; the
+// prediction comes from the same image, by digest, under Docker.
 package localdeploy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -37,25 +31,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
+	"github.com/planets-mlops/deploy/internal/localcloud/modelimage"
+	"github.com/planets-mlops/deploy/internal/localcloud/registry"
 	"github.com/planets-mlops/deploy/internal/localcluster"
 )
 
 // Options configure Run.
 type Options struct {
-	// Program is the Pulumi program to deploy.
-	Program pulumi.RunFunc
+	// Program is the Pulumi program to deploy, for an inline workspace whose
+	// project directory is the given root.
+	Program func(projectRoot string) pulumi.RunFunc
 	// ToolchainBin holds pulumi, pulumi-resource-kubernetes and the control
 	// plane's binaries (hack/toolchain.sh prints it).
 	ToolchainBin string
 	// ProjectDir holds Pulumi.yaml and model/.
 	ProjectDir string
-	// ONNXRuntimeLib is the onnxruntime shared library for the model server.
-	ONNXRuntimeLib string
 	// Image is sent to /predict; empty skips the prediction.
 	Image string
-	// Out receives the report.
-	Out io.Writer
+	// Hold keeps the model container serving, after the prediction, until
+	// ctx ends (Ctrl-C), so its URL can be tried.
+	Hold bool
+	// Out receives the report; BuildLog the image build's progress (nil
+	// discards it).
+	Out, BuildLog io.Writer
 }
 
 // Run deploys, re-deploys, serves and cleans up after itself.
@@ -67,7 +66,35 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	fmt.Fprintln(out, "== starting a local control plane (etcd, kube-apiserver, controllers, kwok) on 127.0.0.1")
+	docker, err := dockerd.Find(ctx)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Start(filepath.Join(tmp, "registry"))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	// The inline program's project directory: where docker.Image would find
+	// the staged context, and so where the build stages it too.
+	workDir := filepath.Join(tmp, "work")
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== building the model image (model/Dockerfile, stand-in bases) and pushing it to the registry on %s\n", reg.Host)
+	start := time.Now()
+	img, err := modelimage.Build(ctx, docker, modelimage.BuildOptions{
+		ProjectDir: opts.ProjectDir, StageRoot: workDir, Registry: reg.Host, Name: "planets/planet-classifier", Progress: opts.BuildLog,
+	})
+	if err != nil {
+		return err
+	}
+	// Named after this run's registry: untagged when done (BuildKit keeps
+	// the layers cached).
+	defer docker.Output(context.Background(), "image", "rm", img.Tag)
+	fmt.Fprintf(out, "   %s\n   %.1f MB, in %.1fs\n", img.Ref, float64(img.Size)/1e6, time.Since(start).Seconds())
+
+	fmt.Fprintln(out, "\n== starting a local control plane (etcd, kube-apiserver, controllers, kwok) on 127.0.0.1")
 	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: opts.ToolchainBin, Nodes: 2, Dir: filepath.Join(tmp, "cluster")})
 	if err != nil {
 		return err
@@ -79,16 +106,12 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 
 	modelDir := filepath.Join(opts.ProjectDir, "model")
-	fp, err := fingerprint.Compute(ctx, modelDir, fingerprint.Inputs{Platform: "linux/amd64"})
-	if err != nil {
-		return err
-	}
 	stack, err := newStack(ctx, opts, tmp, map[string]auto.ConfigValue{
 		"mlops:target":      {Value: "kubernetes"},
 		"mlops:kubeconfig":  {Value: string(cluster.Kubeconfig), Secret: true},
 		"mlops:kubeContext": {Value: localcluster.ContextName},
-		// Pinned to the fingerprint: a stand-in digest, since nothing is pushed here.
-		"mlops:image":       {Value: "localhost:5001/planets/planet-classifier@sha256:" + fp},
+		// The image just built, by the digest the registry returned.
+		"mlops:image":       {Value: img.Ref},
 		"mlops:modelDir":    {Value: modelDir},
 		"mlops:serviceType": {Value: "ClusterIP"},
 	})
@@ -123,7 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Image == "" {
 		return nil
 	}
-	return serveOnce(ctx, opts, tmp, modelDir)
+	return serveOnce(ctx, opts, docker, img.Ref)
 }
 
 // newStack is a stack of the inline program in a file:// backend under dir,
@@ -144,7 +167,7 @@ func newStack(ctx context.Context, opts Options, dir string, config map[string]a
 	if err != nil {
 		return auto.Stack{}, fmt.Errorf("pulumi CLI in %s: %w", opts.ToolchainBin, err)
 	}
-	stack, err := auto.UpsertStackInlineSource(ctx, "local", project.Name.String(), opts.Program,
+	stack, err := auto.UpsertStackInlineSource(ctx, "local", project.Name.String(), opts.Program(filepath.Join(dir, "work")),
 		auto.Project(*project),
 		auto.Pulumi(cli),
 		auto.WorkDir(filepath.Join(dir, "work")),
@@ -175,84 +198,49 @@ func changes(summary *map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// serveOnce builds and starts the model server on 127.0.0.1, sends it
-// opts.Image as MLEM's clients did (multipart field "file"), prints the
-// answer, and stops it with SIGTERM as Kubernetes would.
-func serveOnce(ctx context.Context, opts Options, dir, modelDir string) error {
-	fmt.Fprintln(opts.Out, "\n== serving the committed model (model/) on 127.0.0.1")
-	server := filepath.Join(dir, "model-server")
-	build := exec.CommandContext(ctx, "go", "build", "-o", server, ".")
-	build.Dir, build.Stderr = modelDir, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the model server: %w", err)
-	}
-	port, err := freePort()
+// serveOnce runs the image under Docker with the Deployment's restrictions,
+// waits for it as the startup probe would, sends it opts.Image as MLEM's
+// clients did, prints the answer and the command to repeat it, and stops it
+// with SIGTERM as Kubernetes would.
+func serveOnce(ctx context.Context, opts Options, docker dockerd.CLI, ref string) error {
+	restrictions, err := modelimage.DeployedRestrictions(opts.ProjectDir)
 	if err != nil {
 		return err
 	}
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.CommandContext(ctx, server, "-host", "127.0.0.1", "-port", strconv.Itoa(port),
-		"-model-path", filepath.Join(modelDir, "artifacts", "planets.onnx"), "-onnxruntime-lib", opts.ONNXRuntimeLib,
-		"-drain-delay", "0s", "-log-level", "warn")
-	cmd.Stderr = os.Stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	fmt.Fprintf(opts.Out, "\n== serving the built image under Docker, as the Deployment runs it (user %d, read-only, no capabilities, %s memory, %s CPU)\n",
+		restrictions.UID, restrictions.MemoryLimit, restrictions.CPULimit)
+	container, err := modelimage.Run(ctx, docker, ref, restrictions)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	if err := waitReady(ctx, base+"/readyz"); err != nil {
+	defer container.Remove()
+	ready, err := container.WaitReady(ctx, restrictions.StartupProbe)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.Out, "   ready in %.0f ms\n", float64(time.Since(start).Microseconds())/1000)
+	fmt.Fprintf(opts.Out, "   ready in %.0f ms\n", float64(ready.Microseconds())/1000)
 
-	image, err := os.ReadFile(opts.Image)
+	status, answer, err := modelimage.Predict(ctx, container.URL, opts.Image)
 	if err != nil {
 		return err
 	}
-	var body bytes.Buffer
-	form := multipart.NewWriter(&body)
-	part, _ := form.CreateFormFile("file", filepath.Base(opts.Image))
-	part.Write(image)
-	form.Close()
-	resp, err := http.Post(base+"/predict", form.FormDataContentType(), &body)
+	fmt.Fprintf(opts.Out, "   curl -F file=@%s %s/predict\n   %d %s %s\n", opts.Image, container.URL, status, http.StatusText(status), answer)
+	if status != http.StatusOK {
+		return fmt.Errorf("predict answered %d %s", status, answer)
+	}
+	if opts.Hold {
+		fmt.Fprintf(opts.Out, "\n   serving at %s until Ctrl-C\n", container.URL)
+		<-ctx.Done()
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	code, err := container.Stop(stopCtx, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	fmt.Fprintf(opts.Out, "   curl -F file=@%s %s/predict\n   %s %s\n", opts.Image, base, resp.Status, answer)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("predict answered %s", resp.Status)
+	fmt.Fprintf(opts.Out, "   SIGTERM: exit code %d\n", code)
+	if code != 0 {
+		return fmt.Errorf("the model server exited with %d on SIGTERM", code)
 	}
 	return nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return errors.New("the model server did not become ready within 30s")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -103,6 +103,10 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 		"--network", "host",
 		"--secret", "id=goproxy,src=" + secret,
 		"--file", filepath.Join(contextDir, "Dockerfile"), "--tag", img.Tag}
+	// The host's CA bundle, for npm behind a TLS-intercepting proxy.
+	if bundle := hostCABundle(); bundle != "" {
+		args = append(args, "--secret", "id=ca-certificates,src="+bundle)
+	}
 	for _, key := range slices.Sorted(maps.Keys(buildArgs)) {
 		args = append(args, "--build-arg", key+"="+buildArgs[key])
 	}
@@ -135,6 +139,17 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 		return nil, fmt.Errorf("docker image inspect: size %q: %w", size, err)
 	}
 	return img, nil
+}
+
+// hostCABundle is the CA bundle the host's TLS clients trust ($SSL_CERT_FILE,
+// else Debian's), or "" when there is none.
+func hostCABundle() string {
+	for _, path := range []string{os.Getenv("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"} {
+		if info, err := os.Stat(path); path != "" && err == nil && info.Mode().IsRegular() {
+			return path
+		}
+	}
+	return ""
 }
 
 // buildError is the line of a BuildKit log that says what failed.
@@ -220,7 +235,8 @@ type Container struct {
 	// URL is the server's address, published on 127.0.0.1.
 	URL string
 
-	docker dockerd.CLI
+	docker  dockerd.CLI
+	started time.Time
 }
 
 // RunArgs are the `docker run` flags that give a container exactly the
@@ -268,11 +284,12 @@ func Run(ctx context.Context, docker dockerd.CLI, ref string, r infra.ServerRest
 	if err != nil {
 		return nil, err
 	}
+	started := time.Now()
 	id, err := docker.Output(ctx, append(append([]string{"run", "--detach"}, args...), ref)...)
 	if err != nil {
 		return nil, fmt.Errorf("starting the model image: %w", err)
 	}
-	c := &Container{ID: id, docker: docker}
+	c := &Container{ID: id, docker: docker, started: started}
 	published, err := docker.Output(ctx, "port", id, fmt.Sprintf("%d/tcp", r.Port))
 	if err != nil {
 		c.Remove()
@@ -282,11 +299,11 @@ func Run(ctx context.Context, docker dockerd.CLI, ref string, r infra.ServerRest
 	return c, nil
 }
 
-// WaitReady polls probe.Path every probe.PeriodSeconds, as the startup
-// probe does, until it answers 200 or the probe's budget
-// (PeriodSeconds x FailureThreshold) is spent; it returns the time taken.
+// WaitReady polls probe.Path until it answers 200 or the startup probe's
+// budget (PeriodSeconds x FailureThreshold) is spent, and returns the time
+// from `docker run` (a pull included) to the first 200.
 func (c *Container) WaitReady(ctx context.Context, probe infra.ProbeBudget) (time.Duration, error) {
-	start := time.Now()
+	start := c.started
 	client := &http.Client{Timeout: time.Duration(probe.TimeoutSeconds) * time.Second}
 	// Polled more often than the probe, to measure; the budget is the probe's.
 	budget := time.Duration(probe.PeriodSeconds*probe.FailureThreshold) * time.Second

@@ -1,7 +1,6 @@
 package modelimage
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
+	"github.com/planets-mlops/deploy/internal/localcloud/heldout"
 	"github.com/planets-mlops/deploy/internal/localcloud/registry"
 )
 
@@ -26,10 +26,14 @@ import (
 // (model/artifacts/metrics.json), and exit 0 on SIGTERM.
 func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
 	docker := dockerd.Require(t)
-	heldOut := heldOutImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	projectDir, _ := filepath.Abs("../../..")
+	heldOut := heldout.Images(t, projectDir)
+	want, err := heldout.TrainingConfusion(projectDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	reg, err := registry.Start(t.TempDir())
 	if err != nil {
@@ -50,13 +54,18 @@ func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
 	}
 
 	// Only the registry has it now: the run pulls it by digest.
-	if _, err := docker.Output(ctx, "image", "rm", img.Tag, img.Ref); err != nil {
+	if _, err := docker.Output(ctx, "image", "rm", img.Tag); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := docker.Output(ctx, "image", "inspect", img.Ref); err == nil {
+		t.Fatalf("%s is still in the engine after removing its tag", img.Ref)
 	}
 	restrictions, err := DeployedRestrictions(projectDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Pulled under the throwaway registry's name: not kept.
+	defer docker.Output(context.Background(), "image", "rm", img.Ref)
 	c, err := Run(ctx, docker, img.Ref, restrictions)
 	if err != nil {
 		t.Fatal(err)
@@ -73,24 +82,20 @@ func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
 
 	checkEnforced(t, ctx, docker, c, restrictions.UID, restrictions.MemoryLimit)
 
-	confusion := map[string]map[string]int{}
+	confusion := heldout.Confusion{}
 	start = time.Now()
 	for _, image := range heldOut {
-		status, answer, err := Predict(ctx, c.URL, image.path)
+		status, answer, err := Predict(ctx, c.URL, image.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := Predicted(status, answer)
 		if err != nil {
-			t.Fatalf("%s: %v", image.path, err)
+			t.Fatalf("%s: %v", image.Path, err)
 		}
-		if confusion[image.class] == nil {
-			confusion[image.class] = map[string]int{}
-		}
-		confusion[image.class][got]++
+		confusion.Add(image.Class, got)
 	}
 	t.Logf("check: %d held-out images classified through %s in %.1f s", len(heldOut), c.URL, time.Since(start).Seconds())
-	want := trainingConfusion(t, projectDir)
 	for _, class := range slices.Sorted(maps.Keys(want)) {
 		right := confusion[class][class]
 		t.Logf("  %-8s %2d/%d right", class, right, sum(confusion[class]))
@@ -168,71 +173,6 @@ func checkEnforced(t *testing.T, ctx context.Context, docker dockerd.CLI, c *Con
 	t.Logf("check: limits: memory %d bytes (%s), CPU %.3f", in.HostConfig.Memory, memoryLimit, float64(in.HostConfig.NanoCpus)/1e9)
 }
 
-type heldOutImage struct{ class, path string }
-
-// heldOutImages are the images training kept out (model/artifacts/heldout.txt),
-// from the dataset in ../shared/datasets/planets (or $PLANETS_DATA).
-func heldOutImages(t *testing.T) []heldOutImage {
-	t.Helper()
-	data := os.Getenv("PLANETS_DATA")
-	if data == "" {
-		data, _ = filepath.Abs("../../../../shared/datasets/planets")
-	}
-	if _, err := os.Stat(filepath.Join(data, "raw")); err != nil {
-		msg := fmt.Sprintf("the planets dataset is not at %s (set PLANETS_DATA)", data)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skipf("\n\n*** SKIPPED: %s\n", msg)
-	}
-	list, err := os.Open("../../../model/artifacts/heldout.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer list.Close()
-	var images []heldOutImage
-	scanner := bufio.NewScanner(list)
-	for scanner.Scan() {
-		rel := strings.TrimSpace(scanner.Text())
-		if rel == "" {
-			continue
-		}
-		images = append(images, heldOutImage{class: filepath.Base(filepath.Dir(rel)), path: filepath.Join(data, rel)})
-	}
-	if len(images) == 0 {
-		t.Fatal("model/artifacts/heldout.txt lists no image")
-	}
-	return images
-}
-
-// trainingConfusion is the held-out confusion matrix training measured.
-func trainingConfusion(t *testing.T, projectDir string) map[string]map[string]int {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(projectDir, "model", "artifacts", "metrics.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var metrics struct {
-		Confusion struct {
-			Labels []string `json:"labels"`
-			Rows   [][]int  `json:"rows_true_cols_predicted"`
-		} `json:"confusion_matrix"`
-	}
-	if err := json.Unmarshal(raw, &metrics); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]map[string]int{}
-	for i, class := range metrics.Confusion.Labels {
-		want[class] = map[string]int{}
-		for j, n := range metrics.Confusion.Rows[i] {
-			if n > 0 {
-				want[class][metrics.Confusion.Labels[j]] = n
-			}
-		}
-	}
-	return want
-}
-
 func sum(m map[string]int) int {
 	n := 0
 	for _, v := range m {
@@ -255,4 +195,61 @@ func (w verbose) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// A registry that refuses the push, and a Dockerfile that fails, each end
+// the build with one line naming what failed and how to fix it.
+func TestModelImageBuildFailuresSayWhatFailedInOneLine(t *testing.T) {
+	docker := dockerd.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	projectDir, _ := filepath.Abs("../../..")
+
+	t.Run("the registry refuses the push", func(t *testing.T) {
+		reg, err := registry.Start(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Close() // nothing answers there any more
+		_, err = Build(ctx, docker, BuildOptions{ProjectDir: projectDir, StageRoot: t.TempDir(), Registry: reg.Host, Name: "planet-classifier"})
+		requireOneLine(t, err, "the registry at "+reg.Host+" refused the push", "check that it runs")
+	})
+
+	t.Run("the Dockerfile fails", func(t *testing.T) {
+		broken := t.TempDir()
+		if err := os.CopyFS(filepath.Join(broken, "model"), os.DirFS(filepath.Join(projectDir, "model"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(filepath.Join(broken, "hack"), os.DirFS(filepath.Join(projectDir, "hack"))); err != nil {
+			t.Fatal(err)
+		}
+		dockerfile := filepath.Join(broken, "model", "Dockerfile")
+		content, err := os.ReadFile(dockerfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content = []byte(strings.Replace(string(content), "COPY main.go ./", "COPY main.go ./\nRUN echo the broken step >&2; false", 1))
+		if err := os.WriteFile(dockerfile, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Build(ctx, docker, BuildOptions{ProjectDir: broken, StageRoot: t.TempDir(), Registry: "127.0.0.1:1", Name: "planet-classifier"})
+		requireOneLine(t, err, "docker build of model/Dockerfile failed", "the broken step", "fix the Dockerfile")
+	})
+}
+
+func requireOneLine(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	t.Logf("error: %s", msg)
+	if strings.Contains(msg, "\n") {
+		t.Errorf("the error spans lines: %q", msg)
+	}
+	for _, part := range parts {
+		if !strings.Contains(msg, part) {
+			t.Errorf("the error does not say %q: %q", part, msg)
+		}
+	}
 }
