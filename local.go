@@ -17,8 +17,9 @@ const sampleImage = "model/testdata/parity/original_128.jpg"
 
 // runLocal is `go run . local [-serve] [image]` (hack/local-deploy.sh): the
 // model image built and pushed to a registry on 127.0.0.1, the program
-// deployed for real to a throwaway local control plane, then the image run
-// under Docker and asked once (-serve: and kept serving until Ctrl-C).
+// deployed for real to a throwaway local cluster with a real node, then the
+// deployed pods asked once through the Service's NodePort on 127.0.0.1
+// (-serve: and kept serving until Ctrl-C).
 // Pulumi never passes arguments to the program, so this cannot be mistaken
 // for a `pulumi up`.
 func runLocal(args []string, out io.Writer) error {

@@ -3,11 +3,12 @@
 # builds the model image from model/Dockerfile on stand-in bases made from
 # Debian packages, pushes it to a registry on 127.0.0.1, deploys it by that
 # digest with the real Pulumi engine and Kubernetes provider to a throwaway
-# control plane on 127.0.0.1, runs `up` a second time to show that the same
-# model changes nothing, then runs the image under Docker with the
-# Deployment's restrictions and asks it about one image (default: a held-out
-# planet; pass a path for another; -serve first keeps it serving until
-# Ctrl-C).
+# control plane on 127.0.0.1 with one real node (containerd, kubelet,
+# kube-proxy; it pulls the image from that registry), runs `up` a second time
+# to show that the same model changes nothing, then asks the deployed pods
+# about one image through the Service's NodePort on 127.0.0.1 (default: a
+# held-out planet; pass a path for another; -serve first keeps it serving
+# until Ctrl-C). Needs root (the node runs containers).
 #
 #   hack/local-deploy.sh [-serve] [image]
 #

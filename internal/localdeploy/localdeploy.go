@@ -3,12 +3,11 @@
 // bases) and pushes it to a registry on 127.0.0.1, runs the real program with
 // the real Pulumi engine and Kubernetes provider against a throwaway control
 // plane on 127.0.0.1 (the kubernetes target, the Deployment pinned to the
-// pushed digest), shows that a second `up` finds nothing to do, and then runs
-// the built image under Docker with the Deployment's restrictions and asks it
-// for one prediction.
-//
-// kwok's fake nodes report the pods Running without pulling the image; the
-// prediction comes from the same image, by digest, under Docker.
+// pushed digest) with one real node (containerd, kubelet, kube-proxy:
+// internal/localcloud/node) that pulls the image from that registry and runs
+// its pods, shows that a second `up` finds nothing to do and leaves the pods
+// alone, and asks the deployed pods for one prediction through the Service's
+// NodePort on 127.0.0.1, the endpoint a user can curl.
 package localdeploy
 
 import (
@@ -49,8 +48,8 @@ type Options struct {
 	ProjectDir string
 	// Image is sent to /predict; empty skips the prediction.
 	Image string
-	// Hold keeps the model container serving, after the prediction, until
-	// ctx ends (Ctrl-C), so its URL can be tried.
+	// Hold keeps the cluster serving, after the prediction, until ctx ends
+	// (Ctrl-C), so its endpoint can be tried.
 	Hold bool
 	// Out receives the report; BuildLog the image build's progress (nil
 	// discards it).
@@ -94,16 +93,22 @@ func Run(ctx context.Context, opts Options) error {
 	defer docker.Output(context.Background(), "image", "rm", img.Tag)
 	fmt.Fprintf(out, "   %s\n   %.1f MB, in %.1fs\n", img.Ref, float64(img.Size)/1e6, time.Since(start).Seconds())
 
-	fmt.Fprintln(out, "\n== starting a local control plane (etcd, kube-apiserver, controllers, kwok) on 127.0.0.1")
-	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: opts.ToolchainBin, Nodes: 2, Dir: filepath.Join(tmp, "cluster")})
+	fmt.Fprintln(out, "\n== starting a local control plane (etcd, kube-apiserver, controllers) and a real node (containerd, kubelet, kube-proxy) on 127.0.0.1")
+	start = time.Now()
+	cluster, err := localcluster.Start(ctx, localcluster.Options{
+		BinDir: opts.ToolchainBin, RealNode: true, Registries: []string{reg.Host}, Dir: filepath.Join(tmp, "cluster"),
+	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cluster.Stop(stopCtx)
+		if err := cluster.Stop(stopCtx); err != nil {
+			fmt.Fprintf(out, "stopping the local cluster: %v\n", err)
+		}
 	}()
+	fmt.Fprintf(out, "   ready in %.1fs\n", time.Since(start).Seconds())
 
 	modelDir := filepath.Join(opts.ProjectDir, "model")
 	stack, err := newStack(ctx, opts, tmp, map[string]auto.ConfigValue{
@@ -111,9 +116,10 @@ func Run(ctx context.Context, opts Options) error {
 		"mlops:kubeconfig":  {Value: string(cluster.Kubeconfig), Secret: true},
 		"mlops:kubeContext": {Value: localcluster.ContextName},
 		// The image just built, by the digest the registry returned.
-		"mlops:image":       {Value: img.Ref},
-		"mlops:modelDir":    {Value: modelDir},
-		"mlops:serviceType": {Value: "ClusterIP"},
+		"mlops:image":    {Value: img.Ref},
+		"mlops:modelDir": {Value: modelDir},
+		// kube-proxy serves NodePorts on 127.0.0.1 only.
+		"mlops:serviceType": {Value: "NodePort"},
 	})
 	if err != nil {
 		return err
@@ -142,11 +148,40 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	fmt.Fprintf(out, "\n== Deployment live/planet-classifier: %d/%d replicas ready, generation %d\n",
 		deployment.Status.ReadyReplicas, *deployment.Spec.Replicas, deployment.Generation)
+	pods, err := kube.CoreV1().Pods("live").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods.Items {
+		restarts := int32(0)
+		for _, status := range pod.Status.ContainerStatuses {
+			restarts += status.RestartCount
+		}
+		fmt.Fprintf(out, "   pod %s on node %s: %s, %d restarts\n", pod.Name, pod.Spec.NodeName, pod.Status.Phase, restarts)
+	}
+	service, err := kube.CoreV1().Services("live").Get(ctx, "planet-classifier", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", service.Spec.Ports[0].NodePort)
+	fmt.Fprintf(out, "\n== the model service, from this machine: %s (NodePort, kube-proxy)\n", endpoint)
 
 	if opts.Image == "" {
 		return nil
 	}
-	return serveOnce(ctx, opts, docker, img.Ref)
+	status, answer, err := modelimage.Predict(ctx, endpoint, opts.Image)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   curl -F file=@%s %s/predict\n   %d %s %s\n", opts.Image, endpoint, status, http.StatusText(status), answer)
+	if status != http.StatusOK {
+		return fmt.Errorf("predict answered %d %s", status, answer)
+	}
+	if opts.Hold {
+		fmt.Fprintf(out, "\n   serving at %s until Ctrl-C\n", endpoint)
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // newStack is a stack of the inline program in a file:// backend under dir,
@@ -191,56 +226,14 @@ func changes(summary *map[string]int) string {
 		return "no changes reported"
 	}
 	var parts []string
+	changed := false
 	for op, n := range *summary {
 		parts = append(parts, fmt.Sprintf("%d %s", n, op))
+		changed = changed || (op != "same" && n > 0)
 	}
 	slices.Sort(parts)
+	if !changed {
+		return "no changes (" + strings.Join(parts, ", ") + ")"
+	}
 	return strings.Join(parts, ", ")
-}
-
-// serveOnce runs the image under Docker with the Deployment's restrictions,
-// waits for it as the startup probe would, sends it opts.Image as MLEM's
-// clients did, prints the answer and the command to repeat it, and stops it
-// with SIGTERM as Kubernetes would.
-func serveOnce(ctx context.Context, opts Options, docker dockerd.CLI, ref string) error {
-	restrictions, err := modelimage.DeployedRestrictions(opts.ProjectDir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "\n== serving the built image under Docker, as the Deployment runs it (user %d, read-only, no capabilities, %s memory, %s CPU)\n",
-		restrictions.UID, restrictions.MemoryLimit, restrictions.CPULimit)
-	container, err := modelimage.Run(ctx, docker, ref, restrictions)
-	if err != nil {
-		return err
-	}
-	defer container.Remove()
-	ready, err := container.WaitReady(ctx, restrictions.StartupProbe)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "   ready in %.0f ms\n", float64(ready.Microseconds())/1000)
-
-	status, answer, err := modelimage.Predict(ctx, container.URL, opts.Image)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "   curl -F file=@%s %s/predict\n   %d %s %s\n", opts.Image, container.URL, status, http.StatusText(status), answer)
-	if status != http.StatusOK {
-		return fmt.Errorf("predict answered %d %s", status, answer)
-	}
-	if opts.Hold {
-		fmt.Fprintf(opts.Out, "\n   serving at %s until Ctrl-C\n", container.URL)
-		<-ctx.Done()
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	code, err := container.Stop(stopCtx, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "   SIGTERM: exit code %d\n", code)
-	if code != 0 {
-		return fmt.Errorf("the model server exited with %d on SIGTERM", code)
-	}
-	return nil
 }
