@@ -14,17 +14,17 @@ import (
 
 // e2eRealNodeEnv is what the real-node proofs need besides the cluster: a
 // Docker engine to build the model image, the local registry the node pulls
-// from, and one held-out image of every class.
+// from, and the held-out images of every class.
 type e2eRealNodeEnv struct {
 	docker   dockerd.CLI
-	registry string            // 127.0.0.1:<port>
-	heldOut  map[string]string // class -> image path
+	registry string // 127.0.0.1:<port>
+	heldOut  []heldout.Image
 	repoDir  string
 }
 
 func e2eRealNodeEnvironment(t *testing.T) *e2eRealNodeEnv {
 	t.Helper()
-	env := &e2eRealNodeEnv{docker: dockerd.Require(t), heldOut: e2eHeldOutPerClass(t)}
+	env := &e2eRealNodeEnv{docker: dockerd.Require(t), heldOut: heldout.Images(t, ".")}
 	var err error
 	if env.repoDir, err = filepath.Abs("."); err != nil {
 		t.Fatal(err)
@@ -67,17 +67,4 @@ func (env *e2eRealNodeEnv) build(ctx context.Context, t *testing.T, modelDir str
 	}
 	t.Logf("built and pushed %s (%.1f MB)", image.Ref, float64(image.Size)/1e6)
 	return image.Ref
-}
-
-// e2eHeldOutPerClass is one held-out image of every class (the first that
-// model/artifacts/heldout.txt lists).
-func e2eHeldOutPerClass(t *testing.T) map[string]string {
-	t.Helper()
-	images := map[string]string{}
-	for _, image := range heldout.Images(t, ".") {
-		if images[image.Class] == "" {
-			images[image.Class] = image.Path
-		}
-	}
-	return images
 }

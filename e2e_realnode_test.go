@@ -26,12 +26,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/planets-mlops/deploy/internal/localcloud/heldout"
 	"github.com/planets-mlops/deploy/internal/localcluster"
 )
 
-// e2eSecondModel is the same net trained with another seed
-// (training/train.py --seed 78): other weights, still correct answers.
-const e2eSecondModel = "testdata/planets-seed78.onnx"
+// e2eSecondModelProject holds the second model (model/artifacts/: the same
+// net trained with another seed, training/train.py --seed 78, and its
+// metrics): other weights, still correct answers.
+const e2eSecondModelProject = "testdata/seed78"
+
+var e2eSecondModel = filepath.Join(e2eSecondModelProject, "model", "artifacts", "planets.onnx")
 
 // e2eProgressDeadline bounds a rollout without progress in these proofs, so
 // that a model that cannot start fails the `up` in a minute, not ten.
@@ -86,7 +90,7 @@ func TestE2ERealNode(t *testing.T) {
 		baseURL = e2eNodePortURL(ctx, t, kube)
 		pods := e2eServingPods(ctx, t, kube, firstImage)
 		servingPods = e2ePodUIDs(pods)
-		e2eAssertAnswersEveryClass(ctx, t, baseURL, env.heldOut)
+		e2eAssertHeldOutAnswers(ctx, t, baseURL, env.heldOut, ".")
 	})
 	if !ok {
 		t.FailNow()
@@ -100,13 +104,13 @@ func TestE2ERealNode(t *testing.T) {
 		if got := e2ePodUIDs(e2eServingPods(ctx, t, kube, firstImage)); !maps.Equal(got, servingPods) {
 			t.Errorf("pods changed after an up with nothing to do: %v -> %v", servingPods, got)
 		}
-		e2eAssertAnswersEveryClass(ctx, t, baseURL, env.heldOut)
+		e2eAssertHeldOutAnswers(ctx, t, baseURL, e2eOnePerClass(env.heldOut), ".")
 	})
 	if !ok {
 		t.FailNow()
 	}
 
-	probe := env.heldOut[slices.Sorted(maps.Keys(env.heldOut))[0]]
+	probe := env.heldOut[0].Path
 	var secondImage string
 	ok = t.Run("3_new_model_rolls_out_under_load_without_a_failed_request", func(t *testing.T) {
 		copyFile(t, e2eSecondModel, modelFile)
@@ -149,7 +153,7 @@ func TestE2ERealNode(t *testing.T) {
 		if len(after) != 1 || after[oldAnswer] != 0 {
 			t.Errorf("answers after the rollout: %v; want one answer, not the old model's %s", after, oldAnswer)
 		}
-		e2eAssertAnswersEveryClass(ctx, t, baseURL, env.heldOut)
+		e2eAssertHeldOutAnswers(ctx, t, baseURL, env.heldOut, e2eSecondModelProject)
 	})
 	if !ok {
 		t.FailNow()
@@ -344,29 +348,64 @@ func e2ePodUIDs(pods []corev1.Pod) map[string]string {
 	return uids
 }
 
-// e2eAssertAnswersEveryClass sends one held-out image of every class and
-// checks the prediction.
-func e2eAssertAnswersEveryClass(ctx context.Context, t *testing.T, baseURL string, heldOut map[string]string) {
+// e2eAssertHeldOutAnswers sends held-out images through the Service and
+// checks every answer against the confusion matrix training measured for
+// the model of project (the same model answers exactly as it did in
+// training: same weights, same preprocessing). With all of the held-out
+// images, the matrices must be equal; with fewer, each answer must be one
+// training gave for that class.
+func e2eAssertHeldOutAnswers(ctx context.Context, t *testing.T, baseURL string, images []heldout.Image, project string) {
 	t.Helper()
+	want, err := heldout.TrainingConfusion(project)
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	var answered []string
-	for _, class := range slices.Sorted(maps.Keys(heldOut)) {
-		body, contentType := e2ePredictBody(t, heldOut[class])
+	got := heldout.Confusion{}
+	for _, image := range images {
+		body, contentType := e2ePredictBody(t, image.Path)
 		answer, err := e2ePredict(ctx, client, baseURL, body, contentType)
 		if err != nil {
-			t.Errorf("%s: %v", class, err)
-			continue
+			t.Fatalf("%s: %v", image.Path, err)
 		}
 		var prediction e2ePrediction
 		if err := json.Unmarshal([]byte(answer), &prediction); err != nil {
 			t.Fatal(err)
 		}
-		if prediction.Prediction != class {
-			t.Errorf("held-out %s (%s) predicted as %s", class, heldOut[class], prediction.Prediction)
+		got.Add(image.Class, prediction.Prediction)
+		if want[image.Class][prediction.Prediction] == 0 {
+			t.Errorf("held-out %s (%s) predicted as %s, which training never answered for it", image.Class, image.Path, prediction.Prediction)
 		}
-		answered = append(answered, class+"->"+prediction.Prediction)
 	}
-	t.Logf("through %s/predict: %s", baseURL, strings.Join(answered, " "))
+	right := 0
+	for class := range got {
+		right += got[class][class]
+	}
+	t.Logf("%d held-out images through %s/predict: %d right", len(images), baseURL, right)
+	total := 0
+	for class := range want {
+		for _, n := range want[class] {
+			total += n
+		}
+	}
+	if len(images) == total {
+		for _, class := range slices.Sorted(maps.Keys(want)) {
+			if fmt.Sprint(got[class]) != fmt.Sprint(want[class]) {
+				t.Errorf("%s: the deployed model answers %v, training measured %v", class, got[class], want[class])
+			}
+		}
+	}
+}
+
+// e2eOnePerClass is the first held-out image of every class.
+func e2eOnePerClass(images []heldout.Image) []heldout.Image {
+	var first []heldout.Image
+	for _, image := range images {
+		if !slices.ContainsFunc(first, func(f heldout.Image) bool { return f.Class == image.Class }) {
+			first = append(first, image)
+		}
+	}
+	return first
 }
 
 func e2eOneAnswer(ctx context.Context, t *testing.T, baseURL, image string) string {
