@@ -48,8 +48,12 @@ func (r e2eLoadResult) String() string {
 
 const (
 	e2eLoadWorkers     = 2
-	e2eLoadMaxRequests = 100_000
+	e2eLoadMaxRequests = 200_000
 	e2eLoadMaxDuration = 12 * time.Minute
+	// e2eLoadPause between a worker's requests keeps the rate near 150/s:
+	// each request is a new connection, and a faster loop would run out of
+	// loopback ports (TIME_WAIT) during a long rollout.
+	e2eLoadPause = 10 * time.Millisecond
 )
 
 // e2eStartLoad starts the closed loop against baseURL/predict with image.
@@ -88,6 +92,7 @@ func e2eStartLoad(ctx context.Context, t *testing.T, baseURL, image string) *e2e
 				if stop {
 					return
 				}
+				time.Sleep(e2eLoadPause)
 			}
 		}()
 	}
