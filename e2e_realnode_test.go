@@ -245,8 +245,10 @@ func TestE2ERealNode(t *testing.T) {
 	timed("whole real-node e2e (including builds and cluster)", testStart)
 }
 
-// e2eIsolate points the Pulumi CLI, the provider and anything else at what
-// the test sets up only, and returns the test's temporary directory.
+// e2eIsolate makes the CLI, the provider it starts and anything else use
+// only what the test sets up: the toolchain first on PATH, a private
+// PULUMI_HOME and backend, and no ambient kubeconfig that could point at a
+// real cluster. It returns the test's temporary directory.
 func e2eIsolate(t *testing.T, bin string) string {
 	t.Helper()
 	tmp := t.TempDir()
