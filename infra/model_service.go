@@ -1,6 +1,8 @@
 package infra
 
 import (
+	"fmt"
+
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -99,7 +101,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 				Spec: podSpec(s, args.Image),
 			},
 		},
-	}, parent, pulumi.Timeouts(&pulumi.CustomTimeouts{Create: "15m", Update: "15m"}))
+	}, parent, pulumi.Timeouts(rolloutTimeouts(s.ProgressDeadlineSeconds)))
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +191,16 @@ func Restrictions(s config.Service) ServerRestrictions {
 		// Startup allows a slow model two minutes to load.
 		StartupProbe: ProbeBudget{Path: "/readyz", PeriodSeconds: 2, FailureThreshold: 60, TimeoutSeconds: 2},
 	}
+}
+
+// rolloutTimeouts bound how long `up` waits for the Deployment. The
+// Kubernetes provider only logs a rollout's ProgressDeadlineExceeded and
+// keeps waiting for its own timeout, so that timeout follows the deadline:
+// half as long again (the default 600 s deadline gives 15 minutes), long
+// enough for a rollout that progresses, short after one that is stuck.
+func rolloutTimeouts(progressDeadlineSeconds int) *pulumi.CustomTimeouts {
+	timeout := fmt.Sprintf("%ds", progressDeadlineSeconds*3/2)
+	return &pulumi.CustomTimeouts{Create: timeout, Update: timeout}
 }
 
 // podSpec is the model server's pod: hardened, probed, bounded.

@@ -112,9 +112,10 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.sysctls = readSysctls()
-	// A run that was killed may have left state behind; start clean.
-	if err := removeState(); err != nil {
-		return nil, fmt.Errorf("node: remove a previous run's state: %w", err)
+	// A run that was killed (no Stop) may have left things behind: start
+	// clean.
+	if err := n.removeLeftovers(ctx); err != nil {
+		return nil, fmt.Errorf("node: remove what a killed run left: %w", err)
 	}
 	for _, dir := range []string{shimSocketDir, filepath.Dir(shimSocketDir)} {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -296,16 +297,8 @@ func (n *Node) Stop(ctx context.Context) error {
 		errs = append(errs, n.removeAllPods(ctx))
 	}
 	stopProcess("kube-proxy")
-	if err := n.cleanupKubeProxy(ctx); err != nil {
-		errs = append(errs, err)
-	}
 	stopProcess("containerd")
-	errs = append(errs, killCgroups(ctx))
-	for _, pid := range processesOf(filepath.Join(n.opts.BinDir, "containerd-shim-runc-v2")) {
-		errs = append(errs, syscall.Kill(pid, syscall.SIGKILL))
-	}
-	errs = append(errs, removeState())
-	errs = append(errs, deleteLink(ctx, BridgeName))
+	errs = append(errs, n.removeLeftovers(ctx))
 	errs = append(errs, restoreSysctls(n.sysctls))
 	for _, dir := range n.madeDirs {
 		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -400,10 +393,23 @@ func (n *Node) removeAllPods(ctx context.Context) error {
 	return nil
 }
 
+// removeLeftovers removes what the node's parts leave on the host once their
+// processes are gone (or were killed with the test): kube-proxy's and the
+// kubelet's iptables chains, processes in the pods' cgroups and the cgroups,
+// shims, mounts and state, the bridge.
+func (n *Node) removeLeftovers(ctx context.Context) error {
+	errs := []error{n.cleanupKubeProxy(ctx), killCgroups(ctx)}
+	for _, pid := range processesOf(filepath.Join(n.opts.BinDir, "containerd-shim-runc-v2")) {
+		errs = append(errs, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	errs = append(errs, removeState(), deleteLink(ctx, BridgeName))
+	return errors.Join(errs...)
+}
+
 // cleanupKubeProxy removes kube-proxy's iptables chains with its own
-// cleanup mode, then the kubelet's canary chains.
+// cleanup mode, then any other KUBE- chain (the kubelet's canaries).
 func (n *Node) cleanupKubeProxy(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(n.opts.BinDir, "kube-proxy"), "--cleanup", "--config="+n.paths.kubeProxyConfig)
+	cmd := exec.CommandContext(ctx, filepath.Join(n.opts.BinDir, "kube-proxy"), "--cleanup")
 	cmd.Env = n.env
 	out, cleanupErr := cmd.CombinedOutput()
 	if cleanupErr != nil {
