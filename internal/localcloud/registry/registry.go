@@ -16,6 +16,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
@@ -30,8 +31,13 @@ type Registry struct {
 	done   chan error
 }
 
-// Start serves a registry on a free port of 127.0.0.1, its blobs under dir.
+// Start serves a registry on a free port of 127.0.0.1, its blobs under dir
+// (created when missing).
 func Start(dir string) (*Registry, error) {
+	// The blob store writes its uploads into dir, which must exist.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("local registry: %w", err)
+	}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("local registry: %w", err)

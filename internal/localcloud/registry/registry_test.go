@@ -2,11 +2,12 @@ package registry
 
 import (
 	"net/http"
+	"path/filepath"
 	"testing"
 )
 
 func TestRegistryServesTheDistributionAPIOnLoopbackUntilClosed(t *testing.T) {
-	r, err := Start(t.TempDir())
+	r, err := Start(filepath.Join(t.TempDir(), "not-yet"))
 	if err != nil {
 		t.Fatal(err)
 	}
