@@ -176,10 +176,14 @@ func TestE2ERealNode(t *testing.T) {
 		if upErr == nil {
 			t.Fatal("up with a model that cannot start succeeded")
 		}
-		if line := e2eLineContaining(upErr.Error(), "Deployment"); line == "" {
-			t.Errorf("the up's error does not name the Deployment:\n%v", upErr)
-		} else {
-			t.Logf("up failed: %s", line)
+		// The error names the Deployment (its Pulumi type and its name) and
+		// says why: Kubernetes gave up on the rollout, its pod crash-loops.
+		for _, want := range []string{"kubernetes:apps/v1:Deployment", "planet-classifier", "ProgressDeadlineExceeded"} {
+			if line := e2eLineContaining(upErr.Error(), want); line == "" {
+				t.Errorf("the up's error does not say %q:\n%v", want, upErr)
+			} else {
+				t.Logf("up failed: %s", line)
+			}
 		}
 		if seen.Failed != 0 {
 			t.Errorf("%d of %d requests failed while the broken model was tried: %v", seen.Failed, seen.Total, seen.Failures)
