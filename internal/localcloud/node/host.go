@@ -314,6 +314,31 @@ func processesOf(binaries ...string) []int {
 	return pids
 }
 
+// shimsOf lists the pids of containerd shims serving the containerd at
+// socket, whichever binary they run (a killed run's may be another build).
+func shimsOf(socket string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", entry.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, socket) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // linkExists reports whether a network interface of that name exists.
 func linkExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/sys/class/net", name))

@@ -322,7 +322,7 @@ func (n *Node) Leftovers(ctx context.Context) []string {
 	for _, name := range Binaries {
 		binaries = append(binaries, filepath.Join(n.opts.BinDir, name))
 	}
-	for _, pid := range processesOf(binaries...) {
+	for _, pid := range append(processesOf(binaries...), shimsOf(n.paths.containerdSocket)...) {
 		left = append(left, fmt.Sprintf("process %d", pid))
 	}
 	for _, dir := range []string{stateDir, socketDir, n.opts.Dir} {
@@ -399,7 +399,7 @@ func (n *Node) removeAllPods(ctx context.Context) error {
 // shims, mounts and state, the bridge.
 func (n *Node) removeLeftovers(ctx context.Context) error {
 	errs := []error{n.cleanupKubeProxy(ctx), killCgroups(ctx)}
-	for _, pid := range processesOf(filepath.Join(n.opts.BinDir, "containerd-shim-runc-v2")) {
+	for _, pid := range shimsOf(n.paths.containerdSocket) {
 		errs = append(errs, syscall.Kill(pid, syscall.SIGKILL))
 	}
 	errs = append(errs, removeState(), deleteLink(ctx, BridgeName))
