@@ -56,21 +56,7 @@ func TestE2EKubernetesTarget(t *testing.T) {
 	testStart := time.Now()
 	timed := func(step string, since time.Time) { t.Logf("TIMING %-40s %6.1fs", step, time.Since(since).Seconds()) }
 
-	// The CLI, the provider it starts and anything else must use only what
-	// this test sets up: the toolchain first on PATH, a private PULUMI_HOME and
-	// backend, and no ambient kubeconfig that could point at a real cluster.
-	tmp := t.TempDir()
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("PULUMI_HOME", filepath.Join(tmp, "pulumi-home"))
-	t.Setenv("PULUMI_BACKEND_URL", "file://"+filepath.Join(tmp, "state"))
-	t.Setenv("PULUMI_CONFIG_PASSPHRASE", "e2e-throwaway-passphrase")
-	t.Setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-	t.Setenv("KUBECONFIG", filepath.Join(tmp, "no-ambient-kubeconfig"))
-	for _, dir := range []string{"pulumi-home", "state"} {
-		if err := os.MkdirAll(filepath.Join(tmp, dir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tmp := e2eIsolate(t, bin)
 
 	step := time.Now()
 	cluster := localcluster.StartForTest(ctx, t, localcluster.Options{BinDir: bin, Nodes: 2, Dir: filepath.Join(tmp, "cluster")})

@@ -21,11 +21,8 @@ import (
 
 	"github.com/planets-mlops/deploy/infra"
 	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/fingerprint"
 )
-
-// stagingDir is where the model image's normalized build context is staged,
-// relative to the project so it is the same on every machine.
-const stagingDir = ".build/model-context"
 
 func main() {
 	// `go run . local` deploys to a throwaway local cluster (local.go);
@@ -41,20 +38,37 @@ func main() {
 }
 
 // program is the Pulumi program: it declares everything and exports the
-// stack outputs.
-func program(ctx *pulumi.Context) error {
-	outputs, err := deploy(ctx)
-	if err != nil {
-		return err
+// stack outputs. Its project root is the engine's (ctx.RootDirectory), or
+// the working directory.
+func program(ctx *pulumi.Context) error { return programIn("")(ctx) }
+
+// programIn is the program for an Automation API inline run whose project
+// directory (auto.WorkDir) is root: the inline runtime leaves
+// ctx.RootDirectory empty, and the program's working directory is the
+// caller's, while the docker provider resolves the staged build context
+// against the project directory.
+func programIn(root string) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		outputs, err := deployIn(ctx, root)
+		if err != nil {
+			return err
+		}
+		for name, value := range outputs {
+			ctx.Export(name, value)
+		}
+		return nil
 	}
-	for name, value := range outputs {
-		ctx.Export(name, value)
-	}
-	return nil
 }
 
 // deploy declares everything and returns the stack outputs.
-func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
+func deploy(ctx *pulumi.Context) (pulumi.Map, error) { return deployIn(ctx, "") }
+
+// deployIn is deploy with the project root; "" is the engine's project root
+// or the working directory.
+func deployIn(ctx *pulumi.Context, root string) (pulumi.Map, error) {
+	if root == "" {
+		root = ctx.RootDirectory()
+	}
 	cfg, err := config.Load(ctx)
 	if err != nil {
 		return nil, err
@@ -78,7 +92,9 @@ func deploy(ctx *pulumi.Context) (pulumi.Map, error) {
 		RegistryServer:   target.registryServer,
 		RegistryUsername: target.registryUsername,
 		RegistryPassword: target.registryPassword,
-		StagingDir:       stagingDir,
+		// Staged in the project root, handed to docker relative to it.
+		StagingDir:  fingerprint.StagingDir,
+		ProjectRoot: root,
 	}, pulumi.DependsOn(target.registryReady))
 	if err != nil {
 		return nil, err

@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The main job on a machine without a cloud (README "On a fresh machine"):
-# deploys the committed model with the real Pulumi engine and Kubernetes
-# provider to a throwaway control plane on 127.0.0.1, runs `up` a second time
-# to show that the same model changes nothing, then serves the model and asks
-# it about one image (default: a held-out planet; pass a path for another).
+# builds the model image from model/Dockerfile on stand-in bases made from
+# Debian packages, pushes it to a registry on 127.0.0.1, deploys it by that
+# digest with the real Pulumi engine and Kubernetes provider to a throwaway
+# control plane on 127.0.0.1 with one real node (containerd, kubelet,
+# kube-proxy; it pulls the image from that registry), runs `up` a second time
+# to show that the same model changes nothing, then asks the deployed pods
+# about one image through the Service's NodePort on 127.0.0.1 (default: a
+# held-out planet; pass a path for another; -serve first keeps it serving
+# until Ctrl-C). Needs root (the node runs containers).
 #
-# The first run builds the toolchain (~19 min on 2 cores, cached after).
+#   hack/local-deploy.sh [-serve] [image]
+#
+# Needs Docker (Debian's docker.io); starts dockerd when none answers, and
+# stops it again at the end. The first run builds the toolchain (~19 min on
+# 2 cores) and the stand-in bases (~10 min), both cached after.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! docker version >/dev/null 2>&1; then
+	hack/dockerd.sh start
+	trap 'hack/dockerd.sh stop' EXIT
+fi
 MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)
-ONNXRUNTIME_LIB=$(model/hack/onnxruntime.sh)
-export MLOPS_TOOLCHAIN_BIN ONNXRUNTIME_LIB
-exec go run . local "$@"
+export MLOPS_TOOLCHAIN_BIN
+go run . local "$@"

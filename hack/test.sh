@@ -42,7 +42,10 @@ go vet ./...
 (cd model && go vet ./...)
 
 step "tests: the program"
-go test -count=1 ./...
+# The root package's end-to-end tests (control plane with kwok, then a real
+# node with image builds and rollouts under load) take longer than go test's
+# default 10 minutes per package.
+go test -count=1 -timeout 60m ./...
 
 step "tests: the model server"
 (cd model && go test -count=1 ./...)

@@ -11,6 +11,11 @@
 #   pulumi-resource-kubernetes  the Pulumi Kubernetes provider plugin
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
 #                               a local control plane with fake nodes
+#   kubelet, kube-proxy         a real node (internal/localcloud/node), built in
+#                               the same `go build` as the control plane
+#   containerd, containerd-shim-runc-v2, ctr
+#                               the node's container runtime (containerd v2;
+#                               runc, iptables and the CNI plugins are Debian's)
 #
 # The binaries are cached in ${MLOPS_CACHE:-$HOME/.cache/mlops}/toolchain/<key>/bin
 # where <key> hashes the pinned versions, the Go version and the nested modules'
@@ -26,6 +31,7 @@ PULUMI_VERSION=v3.274.1
 KUBERNETES_PROVIDER_VERSION=4.32.0
 KUBERNETES_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
 KUBERNETES_VERSION=v1.36.3
+CONTAINERD_VERSION=v2.4.2
 
 repo_hack_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 modules_dir="$repo_hack_dir/toolchain"
@@ -127,18 +133,31 @@ build_kubernetes() {
 	build_binaries "$modules_dir/kubernetes" "$ldflags" \
 		kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
 		kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
-		kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
+		kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
+		kubelet=k8s.io/kubernetes/cmd/kubelet \
+		kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_containerd() {
+	# no_btrfs: the btrfs snapshotter needs C headers and is not used here
+	# (the node uses overlayfs); urfave_cli_no_docs as upstream's Makefile.
+	GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=no_btrfs,urfave_cli_no_docs" build_binaries "$modules_dir/containerd" \
+		"-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+		containerd=github.com/containerd/containerd/v2/cmd/containerd \
+		containerd-shim-runc-v2=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+		ctr=github.com/containerd/containerd/v2/cmd/ctr
 }
 
 build_kwok() {
 	build_binaries "$modules_dir/kwok" "" kwok=sigs.k8s.io/kwok/cmd/kwok
 }
 
-# Two lanes of roughly equal cold cost (etcd+kwok+pulumi vs k8s+provider),
-# the control plane first; with one job everything runs in order.
+# Two lanes of roughly equal cold cost (etcd+kwok+pulumi+containerd vs
+# kubernetes+provider), the control plane first; with one job everything runs
+# in order.
 started=$SECONDS
 if ((jobs >= 2)); then
-	(build_etcd && build_kwok && build_pulumi) &
+	(build_etcd && build_kwok && build_pulumi && build_containerd) &
 	lane_a=$!
 	(build_kubernetes && build_kubernetes_provider) &
 	lane_b=$!
@@ -152,9 +171,11 @@ else
 	build_kubernetes
 	build_pulumi
 	build_kubernetes_provider
+	build_containerd
 fi
 
-for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kwok \
+	kubelet kube-proxy containerd containerd-shim-runc-v2 ctr; do
 	[[ -x "$bin_dir/$name" ]] || { log "missing $bin_dir/$name"; exit 1; }
 done
 log "toolchain ready in $((SECONDS - started))s: $bin_dir"

@@ -42,8 +42,13 @@ type ModelImageArgs struct {
 	RegistryUsername pulumi.StringInput
 	RegistryPassword pulumi.StringInput
 	// StagingDir is where the normalized build context is written, relative
-	// to the project so that it is the same path on every machine.
+	// to ProjectRoot, and the context path docker is given: relative, so
+	// that it is the same on every machine.
 	StagingDir string
+	// ProjectRoot is the deployment's project directory (where Pulumi.yaml
+	// is), which the docker provider resolves StagingDir against; "" is the
+	// working directory.
+	ProjectRoot string
 }
 
 // NewModelImage builds and pushes the image, unless a prebuilt one is given.
@@ -58,7 +63,7 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"ref": c.Ref})
 	}
 
-	staged, err := fingerprint.Stage(context.Background(), args.Model.Dir, args.StagingDir, args.Model.BuildInputs(), args.Model.Fingerprint)
+	staged, err := fingerprint.Stage(context.Background(), args.Model.Dir, filepath.Join(args.ProjectRoot, args.StagingDir), args.Model.BuildInputs(), args.Model.Fingerprint)
 	if err != nil {
 		return nil, err
 	}

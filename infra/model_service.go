@@ -1,6 +1,8 @@
 package infra
 
 import (
+	"fmt"
+
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -82,7 +84,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 			RevisionHistoryLimit: pulumi.Int(5),
 			// A model that never becomes ready fails the update after this,
 			// while the old pods keep serving.
-			ProgressDeadlineSeconds: pulumi.Int(600),
+			ProgressDeadlineSeconds: pulumi.Int(s.ProgressDeadlineSeconds),
 			MinReadySeconds:         pulumi.Int(5),
 			Selector:                &metav1.LabelSelectorArgs{MatchLabels: selector},
 			Strategy: &appsv1.DeploymentStrategyArgs{
@@ -102,7 +104,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 				Spec: podSpec(s, args.Image),
 			},
 		},
-	}, parent, pulumi.Timeouts(&pulumi.CustomTimeouts{Create: "15m", Update: "15m"}))
+	}, parent, pulumi.Timeouts(rolloutTimeouts(s.ProgressDeadlineSeconds)))
 	if err != nil {
 		return nil, err
 	}
@@ -152,20 +154,80 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint})
 }
 
+// ServerRestrictions is what the model server's container may do and use,
+// as its pod spec sets it. The pod spec below is written from it, and the
+// image test (internal/localcloud/modelimage) runs the built image with
+// exactly these under Docker, so the two cannot drift apart.
+type ServerRestrictions struct {
+	// UID and GID the container runs as (distroless's nonroot).
+	UID, GID                 int
+	ReadOnlyRootFilesystem   bool
+	AllowPrivilegeEscalation bool
+	// DropCapabilities are dropped; none is added.
+	DropCapabilities []string
+	// SeccompProfile is the Kubernetes profile type: RuntimeDefault is the
+	// container runtime's default profile.
+	SeccompProfile string
+	// AutomountServiceAccountToken false: no API token in the container.
+	AutomountServiceAccountToken bool
+	// CPULimit and MemoryLimit are Kubernetes quantities, such as 1 and 256Mi.
+	CPULimit, MemoryLimit string
+	// Port is the container port the server listens on.
+	Port int
+	// StartupProbe is the budget a new server has to answer Path with 200:
+	// FailureThreshold probes, PeriodSeconds apart.
+	StartupProbe ProbeBudget
+}
+
+// ProbeBudget is an HTTP probe's path and timing.
+type ProbeBudget struct {
+	Path                                            string
+	PeriodSeconds, FailureThreshold, TimeoutSeconds int
+}
+
+// Restrictions are the model server's restrictions for the service config s.
+func Restrictions(s config.Service) ServerRestrictions {
+	return ServerRestrictions{
+		UID:                          nonRootUID,
+		GID:                          nonRootUID,
+		ReadOnlyRootFilesystem:       true,
+		AllowPrivilegeEscalation:     false,
+		DropCapabilities:             []string{"ALL"},
+		SeccompProfile:               "RuntimeDefault",
+		AutomountServiceAccountToken: false,
+		CPULimit:                     s.CPULimit,
+		MemoryLimit:                  s.MemoryLimit,
+		Port:                         serverPort,
+		// Startup allows a slow model two minutes to load.
+		StartupProbe: ProbeBudget{Path: "/readyz", PeriodSeconds: 2, FailureThreshold: 60, TimeoutSeconds: 2},
+	}
+}
+
+// rolloutTimeouts bound how long `up` waits for the Deployment. The
+// Kubernetes provider only logs a rollout's ProgressDeadlineExceeded and
+// keeps waiting for its own timeout, so that timeout follows the deadline:
+// half as long again (the default 600 s deadline gives 15 minutes), long
+// enough for a rollout that progresses, short after one that is stuck.
+func rolloutTimeouts(progressDeadlineSeconds int) *pulumi.CustomTimeouts {
+	timeout := fmt.Sprintf("%ds", progressDeadlineSeconds*3/2)
+	return &pulumi.CustomTimeouts{Create: timeout, Update: timeout}
+}
+
 // podSpec is the model server's pod: hardened, probed, bounded.
 func podSpec(s config.Service, image pulumi.StringInput) *corev1.PodSpecArgs {
+	r := Restrictions(s)
 	return &corev1.PodSpecArgs{
 		// The server calls no Kubernetes API: no token to steal.
-		AutomountServiceAccountToken: pulumi.Bool(false),
+		AutomountServiceAccountToken: pulumi.Bool(r.AutomountServiceAccountToken),
 		EnableServiceLinks:           pulumi.Bool(false),
 		// In-flight requests finish within the server's own grace period
 		// (under this), after the preStop pause lets endpoints update.
 		TerminationGracePeriodSeconds: pulumi.Int(30),
 		SecurityContext: &corev1.PodSecurityContextArgs{
 			RunAsNonRoot:   pulumi.Bool(true),
-			RunAsUser:      pulumi.Int(nonRootUID),
-			RunAsGroup:     pulumi.Int(nonRootUID),
-			SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+			RunAsUser:      pulumi.Int(r.UID),
+			RunAsGroup:     pulumi.Int(r.GID),
+			SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String(r.SeccompProfile)},
 		},
 		// Spread replicas over nodes so one node going away leaves one serving.
 		TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{&corev1.TopologySpreadConstraintArgs{
@@ -179,40 +241,39 @@ func podSpec(s config.Service, image pulumi.StringInput) *corev1.PodSpecArgs {
 			Image:           image,
 			ImagePullPolicy: pulumi.String("IfNotPresent"),
 			Ports: corev1.ContainerPortArray{&corev1.ContainerPortArgs{
-				Name: pulumi.String("http"), ContainerPort: pulumi.Int(serverPort), Protocol: pulumi.String("TCP"),
+				Name: pulumi.String("http"), ContainerPort: pulumi.Int(r.Port), Protocol: pulumi.String("TCP"),
 			}},
 			Resources: &corev1.ResourceRequirementsArgs{
 				Requests: pulumi.StringMap{"cpu": pulumi.String(s.CPURequest), "memory": pulumi.String(s.MemoryRequest)},
-				Limits:   pulumi.StringMap{"cpu": pulumi.String(s.CPULimit), "memory": pulumi.String(s.MemoryLimit)},
+				Limits:   pulumi.StringMap{"cpu": pulumi.String(r.CPULimit), "memory": pulumi.String(r.MemoryLimit)},
 			},
-			// Startup allows a slow model two minutes to load; after that,
-			// readiness takes a pod out of the Service and liveness restarts
-			// a wedged one.
-			StartupProbe:   probe("/readyz", 2, 60),
-			ReadinessProbe: probe("/readyz", 5, 3),
-			LivenessProbe:  probe("/healthz", 10, 3),
+			// After startup, readiness takes a pod out of the Service and
+			// liveness restarts a wedged one.
+			StartupProbe:   probe(r.StartupProbe),
+			ReadinessProbe: probe(ProbeBudget{Path: "/readyz", PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2}),
+			LivenessProbe:  probe(ProbeBudget{Path: "/healthz", PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 2}),
 			// Let the load balancer and endpoints drop the pod before the
 			// server stops accepting requests.
 			Lifecycle: &corev1.LifecycleArgs{PreStop: &corev1.LifecycleHandlerArgs{
 				Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(5)},
 			}},
 			SecurityContext: &corev1.SecurityContextArgs{
-				AllowPrivilegeEscalation: pulumi.Bool(false),
-				ReadOnlyRootFilesystem:   pulumi.Bool(true),
+				AllowPrivilegeEscalation: pulumi.Bool(r.AllowPrivilegeEscalation),
+				ReadOnlyRootFilesystem:   pulumi.Bool(r.ReadOnlyRootFilesystem),
 				RunAsNonRoot:             pulumi.Bool(true),
 				Privileged:               pulumi.Bool(false),
-				Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.StringArray{pulumi.String("ALL")}},
-				SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+				Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray(r.DropCapabilities)},
+				SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String(r.SeccompProfile)},
 			},
 		}},
 	}
 }
 
-func probe(path string, periodSeconds, failureThreshold int) *corev1.ProbeArgs {
+func probe(b ProbeBudget) *corev1.ProbeArgs {
 	return &corev1.ProbeArgs{
-		HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("http")},
-		PeriodSeconds:    pulumi.Int(periodSeconds),
-		FailureThreshold: pulumi.Int(failureThreshold),
-		TimeoutSeconds:   pulumi.Int(2),
+		HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(b.Path), Port: pulumi.String("http")},
+		PeriodSeconds:    pulumi.Int(b.PeriodSeconds),
+		FailureThreshold: pulumi.Int(b.FailureThreshold),
+		TimeoutSeconds:   pulumi.Int(b.TimeoutSeconds),
 	}
 }

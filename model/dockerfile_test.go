@@ -32,3 +32,41 @@ func TestDockerfileAndTestsPinTheSameOnnxruntime(t *testing.T) {
 		}
 	}
 }
+
+// Each base is a build argument (so stand-ins can take their place) whose
+// default is a public image pinned by digest.
+func TestDockerfileBasesAreArgumentsPinnedByDigest(t *testing.T) {
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^ARG (\w+_IMAGE)=(\S+)$`).FindAllSubmatch(dockerfile, -1) {
+		if !regexp.MustCompile(`^[\w./:-]+@sha256:[0-9a-f]{64}$`).Match(m[2]) {
+			t.Errorf("ARG %s defaults to %s, not an image pinned by digest", m[1], m[2])
+		}
+		pinned[string(m[1])] = true
+	}
+	froms := regexp.MustCompile(`(?m)^FROM (?:--platform=\S+ )?(\S+)`).FindAllSubmatch(dockerfile, -1)
+	if len(froms) < 3 {
+		t.Fatalf("found %d FROM lines, want the build, onnxruntime and runtime stages", len(froms))
+	}
+	for _, m := range froms {
+		arg := regexp.MustCompile(`^\$\{(\w+)\}$`).FindSubmatch(m[1])
+		if arg == nil || !pinned[string(arg[1])] {
+			t.Errorf("FROM %s: not a base argument with a pinned default", m[1])
+		}
+	}
+}
+
+// The Dockerfile fetches with package managers' own clients (go, npm, apt),
+// never from an address written in it.
+func TestDockerfileNamesNoAddress(t *testing.T) {
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`\S*://\S*|\b(curl|wget)\b`).Find(dockerfile); m != nil {
+		t.Errorf("the Dockerfile names %q; fetch by package name with the ordinary client instead", m)
+	}
+}

@@ -121,6 +121,8 @@ type Service struct {
 	MemoryLimit   string
 	Type          string
 	Port          int
+	// ProgressDeadlineSeconds bounds a rollout that makes no progress.
+	ProgressDeadlineSeconds int
 }
 
 // BuildInputs are the image build's inputs other than the context, the ones
@@ -150,6 +152,8 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			MemoryLimit:   r.quantity("memoryLimit"),
 			Type:          r.oneOf("serviceType", "LoadBalancer", "NodePort", "ClusterIP"),
 			Port:          r.port("servicePort"),
+
+			ProgressDeadlineSeconds: r.intAtLeast("progressDeadlineSeconds", 10),
 		},
 	}
 	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)

@@ -8,6 +8,14 @@ import (
 	"path/filepath"
 )
 
+// StagingDir is where a deployment stages the model image's normalized build
+// context, relative to its project root (the directory of Pulumi.yaml), and
+// the path it hands docker, relative too: pulumi-docker's provider resolves a
+// relative context against the engine's project directory, whatever the
+// program's own working directory (an Automation API inline program's is the
+// caller's), and an absolute one would make every checkout path a rebuild.
+const StagingDir = ".build/model-context"
+
 // markerSuffix names the file beside a staged context that records its
 // fingerprint, so an unchanged model is not copied again on every run.
 const markerSuffix = ".fingerprint"

@@ -1,20 +1,21 @@
 // Package localcluster runs a real Kubernetes control plane on 127.0.0.1 for
 // end-to-end tests: etcd, kube-apiserver, kube-controller-manager and
-// kube-scheduler, with kwok playing the kubelet for fake Nodes, so Deployments
-// schedule, their pods become Ready and the Deployments become Available
-// without any container runtime.
+// kube-scheduler, and either kwok playing the kubelet for fake Nodes (fast:
+// Deployments schedule, their pods become Ready and the Deployments become
+// Available without any container runtime) or one real node
+// (internal/localcloud/node: containerd, kubelet, kube-proxy) whose pods run
+// and serve, reached through NodePorts on 127.0.0.1.
 //
 // The binaries come from hack/toolchain.sh. Every process is started in its
 // own process group and stopped by process group id; nothing listens on or
-// sends traffic to anything but loopback (the service CIDR is bookkeeping
-// only, as there is no kube-proxy).
+// sends traffic to anything but loopback (the service CIDR is only routed by
+// the real node's kube-proxy, on this host).
 package localcluster
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/planets-mlops/deploy/internal/localcloud/loopback"
+	"github.com/planets-mlops/deploy/internal/localcloud/node"
+	"github.com/planets-mlops/deploy/internal/localcloud/process"
 )
 
 // FakeNodeAnnotation marks a Node as simulated by kwok.
@@ -36,19 +41,27 @@ const FakeNodeAnnotation = "kwok.x-k8s.io/node"
 // ContextName is the name of the cluster, user and context in Kubeconfig.
 const ContextName = "localcluster"
 
-// Binaries that Start expects in Options.BinDir.
+// Binaries that Start expects in Options.BinDir (with RealNode, kwok's
+// place is taken by node.Binaries).
 var Binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
 
 // Options configure Start.
 type Options struct {
 	// BinDir holds the binaries listed in Binaries (hack/toolchain.sh prints it).
 	BinDir string
-	// Nodes is the number of fake Nodes; default 1.
+	// Nodes is the number of fake Nodes; default 1. Ignored with RealNode.
 	Nodes int
+	// RealNode runs one real node (internal/localcloud/node, named
+	// node.DefaultName) instead of kwok's fake ones. It needs root.
+	RealNode bool
+	// Registries are plain-HTTP registries on 127.0.0.1 ("127.0.0.1:<port>")
+	// the real node pulls from.
+	Registries []string
 	// Dir receives certificates, data and one log file per process. When
 	// empty, a temporary directory is created and removed by Stop.
 	Dir string
-	// ReadyTimeout bounds the wait for the control plane; default 2 minutes.
+	// ReadyTimeout bounds the wait for the control plane; default 2 minutes,
+	// 5 with RealNode.
 	ReadyTimeout time.Duration
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
@@ -62,8 +75,11 @@ type Cluster struct {
 	// Dir holds certificates, etcd data and the processes' logs.
 	Dir string
 
+	// Node is the real node, if Options.RealNode.
+	Node *node.Node
+
 	restConfig *rest.Config
-	processes  []*process // in start order
+	processes  []*process.Process // in start order
 	removeDir  bool
 }
 
@@ -76,13 +92,20 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Minute
+		if opts.RealNode {
+			opts.ReadyTimeout = 5 * time.Minute
+		}
 	}
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
 	binaries := map[string]string{}
-	for _, name := range Binaries {
+	needed := Binaries
+	if opts.RealNode {
+		needed = Binaries[:len(Binaries)-1] // kwok: the node checks its own
+	}
+	for _, name := range needed {
 		path := filepath.Join(opts.BinDir, name)
 		if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
 			return nil, fmt.Errorf("localcluster: %s is not an executable in %q (run hack/toolchain.sh)", name, opts.BinDir)
@@ -103,7 +126,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	defer func() {
 		if err != nil {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			err = errors.Join(err, c.Stop(stopCtx))
 		}
@@ -113,7 +136,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: credentials: %w", err)
 	}
-	ports, err := freeLoopbackPorts(3)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: %w", err)
 	}
@@ -136,12 +159,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// user's own configuration (kwok reads ~/.kwok/kwok.yaml).
 	env := append(os.Environ(), "HOME="+c.Dir)
 	start := func(name string, args ...string) error {
-		p, err := startProcess(name, binaries[name], filepath.Join(c.Dir, name+".log"), args, env)
+		p, err := process.Start(name, binaries[name], filepath.Join(c.Dir, name+".log"), args, env)
 		if err != nil {
 			return fmt.Errorf("localcluster: %w", err)
 		}
 		c.processes = append(c.processes, p)
-		logf("localcluster: started %s (pid %d)", name, p.cmd.Process.Pid)
+		logf("localcluster: started %s (pid %d)", name, p.Pid())
 		return nil
 	}
 
@@ -211,22 +234,40 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := start("kube-scheduler", commonArgs...); err != nil {
 		return nil, err
 	}
-	if err := start("kwok",
-		"--kubeconfig="+kubeconfigPath,
-		"--manage-all-nodes=true",
-	); err != nil {
-		return nil, err
-	}
-
-	for i := range opts.Nodes {
-		if _, err := clientset.CoreV1().Nodes().Create(readyCtx, fakeNode(fmt.Sprintf("kwok-node-%d", i)), metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("localcluster: create fake node: %w", err)
+	if opts.RealNode {
+		nodeDir := filepath.Join(c.Dir, "node")
+		if err := os.MkdirAll(nodeDir, 0o700); err != nil {
+			return nil, err
+		}
+		if c.Node, err = node.Start(ctx, node.Options{
+			BinDir:     opts.BinDir,
+			Dir:        nodeDir,
+			Kubeconfig: kubeconfigPath,
+			Registries: opts.Registries,
+			Logf:       logf,
+		}); err != nil {
+			return nil, fmt.Errorf("localcluster: %w", err)
+		}
+	} else {
+		if err := start("kwok",
+			"--kubeconfig="+kubeconfigPath,
+			"--manage-all-nodes=true",
+		); err != nil {
+			return nil, err
+		}
+		for i := range opts.Nodes {
+			if _, err := clientset.CoreV1().Nodes().Create(readyCtx, fakeNode(fmt.Sprintf("kwok-node-%d", i)), metav1.CreateOptions{}); err != nil {
+				return nil, fmt.Errorf("localcluster: create fake node: %w", err)
+			}
 		}
 	}
-	if err := c.waitFor(readyCtx, "fake nodes Ready (kwok)", func(ctx context.Context) error {
+	if err := c.waitFor(readyCtx, "nodes Ready", func(ctx context.Context) error {
 		nodes, err := clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
+		}
+		if len(nodes.Items) == 0 {
+			return errors.New("no node registered yet")
 		}
 		for _, node := range nodes.Items {
 			if !nodeReady(&node) {
@@ -245,7 +286,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	logf("localcluster: ready with %d fake node(s); logs in %s", opts.Nodes, c.Dir)
+	if opts.RealNode {
+		logf("localcluster: ready with real node %s; logs in %s", c.Node.Name, c.Dir)
+	} else {
+		logf("localcluster: ready with %d fake node(s); logs in %s", opts.Nodes, c.Dir)
+	}
 	return c, nil
 }
 
@@ -257,17 +302,21 @@ func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.restConfi
 func (c *Cluster) PIDs() []int {
 	pids := make([]int, 0, len(c.processes))
 	for _, p := range c.processes {
-		pids = append(pids, p.cmd.Process.Pid)
+		pids = append(pids, p.Pid())
 	}
 	return pids
 }
 
-// Stop stops every process Start started, newest first, by process group, and
-// removes the directory if Start created it. It is safe to call more than once.
+// Stop stops the real node (if any), then every process Start started,
+// newest first, by process group, and removes the directory if Start created
+// it. It is safe to call more than once.
 func (c *Cluster) Stop(ctx context.Context) error {
 	var errs []error
+	if c.Node != nil {
+		errs = append(errs, c.Node.Stop(ctx))
+	}
 	for i := len(c.processes) - 1; i >= 0; i-- {
-		errs = append(errs, c.processes[i].stop(ctx))
+		errs = append(errs, c.processes[i].Stop(ctx))
 	}
 	c.processes = nil
 	if c.removeDir {
@@ -284,7 +333,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 	var lastErr error
 	pollErr := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		for _, p := range c.processes {
-			if err := p.running(); err != nil {
+			if err := p.Running(); err != nil {
 				return false, err
 			}
 		}
@@ -299,7 +348,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 	}
 	msg := fmt.Sprintf("localcluster: timed out waiting for %s: %v", what, lastErr)
 	for _, p := range c.processes {
-		msg += fmt.Sprintf("\n--- end of %s ---\n%s", p.logPath, tailFile(p.logPath, 15))
+		msg += fmt.Sprintf("\n--- end of %s ---\n%s", p.LogPath, process.TailFile(p.LogPath, 15))
 	}
 	return errors.New(msg)
 }
@@ -341,26 +390,4 @@ func nodeReady(node *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// freeLoopbackPorts asks the kernel for n distinct free ports on 127.0.0.1.
-// They are released before the control plane binds them, so another process
-// could take one in between; that shows up as a clear bind error in a log.
-func freeLoopbackPorts(n int) ([]int, error) {
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

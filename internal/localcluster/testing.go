@@ -39,7 +39,7 @@ func StartForTest(ctx context.Context, t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := cluster.Stop(stopCtx); err != nil {
 			t.Errorf("stop local cluster: %v", err)

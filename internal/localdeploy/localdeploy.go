@@ -1,33 +1,26 @@
 // Package localdeploy is the project's main job on a machine without a
-// cloud: it runs the real program with the real Pulumi engine and Kubernetes
-// provider against a throwaway control plane on 127.0.0.1 (the kubernetes
-// target), shows that a second `up` finds nothing to do, and then serves the
-// committed model with the model server and asks it for one prediction.
-//
-// No Docker engine or registry is at hand, so nothing is built or pulled:
-// the Deployment gets an image reference pinned to the model fingerprint, and
-// kwok's fake nodes report its pods Running without pulling it. The model
-// server answers from a local build of model/ instead.
+// cloud: it builds the model image from model/Dockerfile (on the stand-in
+// bases) and pushes it to a registry on 127.0.0.1, runs the real program with
+// the real Pulumi engine and Kubernetes provider against a throwaway control
+// plane on 127.0.0.1 (the kubernetes target, the Deployment pinned to the
+// pushed digest) with one real node (containerd, kubelet, kube-proxy:
+// internal/localcloud/node) that pulls the image from that registry and runs
+// its pods, shows that a second `up` finds nothing to do and leaves the pods
+// alone, and asks the deployed pods for one prediction through the Service's
+// NodePort on 127.0.0.1, the endpoint a user can curl.
 package localdeploy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -37,25 +30,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
+	"github.com/planets-mlops/deploy/internal/localcloud/modelimage"
+	"github.com/planets-mlops/deploy/internal/localcloud/registry"
 	"github.com/planets-mlops/deploy/internal/localcluster"
 )
 
 // Options configure Run.
 type Options struct {
-	// Program is the Pulumi program to deploy.
-	Program pulumi.RunFunc
+	// Program is the Pulumi program to deploy, for an inline workspace whose
+	// project directory is the given root.
+	Program func(projectRoot string) pulumi.RunFunc
 	// ToolchainBin holds pulumi, pulumi-resource-kubernetes and the control
 	// plane's binaries (hack/toolchain.sh prints it).
 	ToolchainBin string
 	// ProjectDir holds Pulumi.yaml and model/.
 	ProjectDir string
-	// ONNXRuntimeLib is the onnxruntime shared library for the model server.
-	ONNXRuntimeLib string
 	// Image is sent to /predict; empty skips the prediction.
 	Image string
-	// Out receives the report.
-	Out io.Writer
+	// Hold keeps the cluster serving, after the prediction, until ctx ends
+	// (Ctrl-C), so its endpoint can be tried.
+	Hold bool
+	// Out receives the report; BuildLog the image build's progress (nil
+	// discards it).
+	Out, BuildLog io.Writer
 }
 
 // Run deploys, re-deploys, serves and cleans up after itself.
@@ -67,30 +65,61 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	fmt.Fprintln(out, "== starting a local control plane (etcd, kube-apiserver, controllers, kwok) on 127.0.0.1")
-	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: opts.ToolchainBin, Nodes: 2, Dir: filepath.Join(tmp, "cluster")})
+	docker, err := dockerd.Find(ctx)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Start(filepath.Join(tmp, "registry"))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	// The inline program's project directory: where docker.Image would find
+	// the staged context, and so where the build stages it too.
+	workDir := filepath.Join(tmp, "work")
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== building the model image (model/Dockerfile, stand-in bases) and pushing it to the registry on %s\n", reg.Host)
+	start := time.Now()
+	img, err := modelimage.Build(ctx, docker, modelimage.BuildOptions{
+		ProjectDir: opts.ProjectDir, StageRoot: workDir, Registry: reg.Host, Name: "planets/planet-classifier", Progress: opts.BuildLog,
+	})
+	if err != nil {
+		return err
+	}
+	// Named after this run's registry: untagged when done (BuildKit keeps
+	// the layers cached).
+	defer docker.Output(context.Background(), "image", "rm", img.Tag)
+	fmt.Fprintf(out, "   %s\n   %.1f MB, in %.1fs\n", img.Ref, float64(img.Size)/1e6, time.Since(start).Seconds())
+
+	fmt.Fprintln(out, "\n== starting a local control plane (etcd, kube-apiserver, controllers) and a real node (containerd, kubelet, kube-proxy) on 127.0.0.1")
+	start = time.Now()
+	cluster, err := localcluster.Start(ctx, localcluster.Options{
+		BinDir: opts.ToolchainBin, RealNode: true, Registries: []string{reg.Host}, Dir: filepath.Join(tmp, "cluster"),
+	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cluster.Stop(stopCtx)
+		if err := cluster.Stop(stopCtx); err != nil {
+			fmt.Fprintf(out, "stopping the local cluster: %v\n", err)
+		}
 	}()
+	fmt.Fprintf(out, "   ready in %.1fs\n", time.Since(start).Seconds())
 
 	modelDir := filepath.Join(opts.ProjectDir, "model")
-	fp, err := fingerprint.Compute(ctx, modelDir, fingerprint.Inputs{Platform: "linux/amd64"})
-	if err != nil {
-		return err
-	}
 	stack, err := newStack(ctx, opts, tmp, map[string]auto.ConfigValue{
 		"mlops:target":      {Value: "kubernetes"},
 		"mlops:kubeconfig":  {Value: string(cluster.Kubeconfig), Secret: true},
 		"mlops:kubeContext": {Value: localcluster.ContextName},
-		// Pinned to the fingerprint: a stand-in digest, since nothing is pushed here.
-		"mlops:image":       {Value: "localhost:5001/planets/planet-classifier@sha256:" + fp},
-		"mlops:modelDir":    {Value: modelDir},
-		"mlops:serviceType": {Value: "ClusterIP"},
+		// The image just built, by the digest the registry returned.
+		"mlops:image":    {Value: img.Ref},
+		"mlops:modelDir": {Value: modelDir},
+		// kube-proxy serves NodePorts on 127.0.0.1 only.
+		"mlops:serviceType": {Value: "NodePort"},
 	})
 	if err != nil {
 		return err
@@ -119,11 +148,40 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	fmt.Fprintf(out, "\n== Deployment live/planet-classifier: %d/%d replicas ready, generation %d\n",
 		deployment.Status.ReadyReplicas, *deployment.Spec.Replicas, deployment.Generation)
+	pods, err := kube.CoreV1().Pods("live").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods.Items {
+		restarts := int32(0)
+		for _, status := range pod.Status.ContainerStatuses {
+			restarts += status.RestartCount
+		}
+		fmt.Fprintf(out, "   pod %s on node %s: %s, %d restarts\n", pod.Name, pod.Spec.NodeName, pod.Status.Phase, restarts)
+	}
+	service, err := kube.CoreV1().Services("live").Get(ctx, "planet-classifier", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", service.Spec.Ports[0].NodePort)
+	fmt.Fprintf(out, "\n== the model service, from this machine: %s (NodePort, kube-proxy)\n", endpoint)
 
 	if opts.Image == "" {
 		return nil
 	}
-	return serveOnce(ctx, opts, tmp, modelDir)
+	status, answer, err := modelimage.Predict(ctx, endpoint, opts.Image)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   curl -F file=@%s %s/predict\n   %d %s %s\n", opts.Image, endpoint, status, http.StatusText(status), answer)
+	if status != http.StatusOK {
+		return fmt.Errorf("predict answered %d %s", status, answer)
+	}
+	if opts.Hold {
+		fmt.Fprintf(out, "\n   serving at %s until Ctrl-C\n", endpoint)
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // newStack is a stack of the inline program in a file:// backend under dir,
@@ -144,7 +202,7 @@ func newStack(ctx context.Context, opts Options, dir string, config map[string]a
 	if err != nil {
 		return auto.Stack{}, fmt.Errorf("pulumi CLI in %s: %w", opts.ToolchainBin, err)
 	}
-	stack, err := auto.UpsertStackInlineSource(ctx, "local", project.Name.String(), opts.Program,
+	stack, err := auto.UpsertStackInlineSource(ctx, "local", project.Name.String(), opts.Program(filepath.Join(dir, "work")),
 		auto.Project(*project),
 		auto.Pulumi(cli),
 		auto.WorkDir(filepath.Join(dir, "work")),
@@ -168,91 +226,14 @@ func changes(summary *map[string]int) string {
 		return "no changes reported"
 	}
 	var parts []string
+	changed := false
 	for op, n := range *summary {
 		parts = append(parts, fmt.Sprintf("%d %s", n, op))
+		changed = changed || (op != "same" && n > 0)
 	}
 	slices.Sort(parts)
+	if !changed {
+		return "no changes (" + strings.Join(parts, ", ") + ")"
+	}
 	return strings.Join(parts, ", ")
-}
-
-// serveOnce builds and starts the model server on 127.0.0.1, sends it
-// opts.Image as MLEM's clients did (multipart field "file"), prints the
-// answer, and stops it with SIGTERM as Kubernetes would.
-func serveOnce(ctx context.Context, opts Options, dir, modelDir string) error {
-	fmt.Fprintln(opts.Out, "\n== serving the committed model (model/) on 127.0.0.1")
-	server := filepath.Join(dir, "model-server")
-	build := exec.CommandContext(ctx, "go", "build", "-o", server, ".")
-	build.Dir, build.Stderr = modelDir, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the model server: %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.CommandContext(ctx, server, "-host", "127.0.0.1", "-port", strconv.Itoa(port),
-		"-model-path", filepath.Join(modelDir, "artifacts", "planets.onnx"), "-onnxruntime-lib", opts.ONNXRuntimeLib,
-		"-drain-delay", "0s", "-log-level", "warn")
-	cmd.Stderr = os.Stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	if err := waitReady(ctx, base+"/readyz"); err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "   ready in %.0f ms\n", float64(time.Since(start).Microseconds())/1000)
-
-	image, err := os.ReadFile(opts.Image)
-	if err != nil {
-		return err
-	}
-	var body bytes.Buffer
-	form := multipart.NewWriter(&body)
-	part, _ := form.CreateFormFile("file", filepath.Base(opts.Image))
-	part.Write(image)
-	form.Close()
-	resp, err := http.Post(base+"/predict", form.FormDataContentType(), &body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	fmt.Fprintf(opts.Out, "   curl -F file=@%s %s/predict\n   %s %s\n", opts.Image, base, resp.Status, answer)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("predict answered %s", resp.Status)
-	}
-	return nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return errors.New("the model server did not become ready within 30s")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,4 +1,8 @@
-package localcluster
+// Package process runs the long-lived daemons of the local cloud (control
+// plane, container runtime, kubelet, ...) each in its own process group, with
+// its output in a log file, so that stopping one also stops anything it
+// forked, and nothing else.
+package process
 
 import (
 	"bytes"
@@ -13,23 +17,25 @@ import (
 	"time"
 )
 
-// process is one control-plane binary running in its own process group, so
-// that stopping it also stops anything it forked, and nothing else.
-type process struct {
-	name    string
-	logPath string
+// Process is one daemon started by Start.
+type Process struct {
+	Name    string
+	LogPath string
+
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd.Wait returns
 	waitErr error         // valid after exited is closed
 }
 
-func startProcess(name, binary, logPath string, args []string, env []string) (*process, error) {
+// Start runs binary with args and env, appending its stdout and stderr to
+// logPath.
+func Start(name, binary, logPath string, args []string, env []string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	// Not exec.CommandContext: the process must outlive the context used to
-	// start the cluster, and is stopped explicitly by Stop.
+	// start it, and is stopped explicitly by Stop.
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -43,7 +49,7 @@ func startProcess(name, binary, logPath string, args []string, env []string) (*p
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
@@ -52,20 +58,23 @@ func startProcess(name, binary, logPath string, args []string, env []string) (*p
 	return p, nil
 }
 
-// running reports an error, with the end of the process's log, if it has
-// already exited; a control-plane process is never expected to exit on its own.
-func (p *process) running() error {
+// Pid is the process id, also its process group id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Running reports an error, with the end of the process's log, if it has
+// already exited; a daemon is never expected to exit on its own.
+func (p *Process) Running() error {
 	select {
 	case <-p.exited:
-		return fmt.Errorf("%s exited (%v); end of %s:\n%s", p.name, p.waitErr, p.logPath, tailFile(p.logPath, 30))
+		return fmt.Errorf("%s exited (%v); end of %s:\n%s", p.Name, p.waitErr, p.LogPath, TailFile(p.LogPath, 30))
 	default:
 		return nil
 	}
 }
 
-// stop sends SIGTERM to the process group, and SIGKILL if it is still there
+// Stop sends SIGTERM to the process group, and SIGKILL if it is still there
 // when ctx ends or after a grace period.
-func (p *process) stop(ctx context.Context) error {
+func (p *Process) Stop(ctx context.Context) error {
 	select {
 	case <-p.exited:
 		return nil
@@ -73,7 +82,7 @@ func (p *process) stop(ctx context.Context) error {
 	}
 	pgid := p.cmd.Process.Pid // Setpgid makes the group id the leader's pid
 	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop %s: %w", p.name, err)
+		return fmt.Errorf("stop %s: %w", p.Name, err)
 	}
 	grace := time.NewTimer(10 * time.Second)
 	defer grace.Stop()
@@ -84,14 +93,14 @@ func (p *process) stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill %s: %w", p.name, err)
+		return fmt.Errorf("kill %s: %w", p.Name, err)
 	}
 	<-p.exited
 	return nil
 }
 
-// tailFile returns up to the last n lines of a log file, for error messages.
-func tailFile(path string, n int) string {
+// TailFile returns up to the last n lines of a log file, for error messages.
+func TailFile(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", filepath.Base(path), err)
