@@ -123,6 +123,8 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 	push.Stdout = io.MultiWriter(&log, progress)
 	push.Stderr = push.Stdout
 	if err := push.Run(); err != nil {
+		// The tag names a registry that does not have the image: not kept.
+		docker.Output(context.Background(), "image", "rm", img.Tag)
 		return nil, fmt.Errorf("the registry at %s refused the push of %s (%v): %s; check that it runs and accepts pushes (internal/localcloud/registry)", opts.Registry, img.Tag, err, lastLine(log.String()))
 	}
 	digest := regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(log.String())
