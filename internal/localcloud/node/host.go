@@ -293,30 +293,28 @@ func unmountUnder(dir string) error {
 // processesOf lists the pids of running processes whose executable is one
 // of binaries (absolute paths).
 func processesOf(binaries ...string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, entry := range entries {
-		pid, err := strconv.Atoi(entry.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", entry.Name(), "exe"))
-		if err != nil {
-			continue
-		}
-		if slices.Contains(binaries, strings.TrimSuffix(exe, " (deleted)")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return pidsWhere(func(procDir string) bool {
+		exe, err := os.Readlink(filepath.Join(procDir, "exe"))
+		return err == nil && slices.Contains(binaries, strings.TrimSuffix(exe, " (deleted)"))
+	})
 }
 
 // shimsOf lists the pids of containerd shims serving the containerd at
 // socket, whichever binary they run (a killed run's may be another build).
 func shimsOf(socket string) []int {
+	return pidsWhere(func(procDir string) bool {
+		cmdline, err := os.ReadFile(filepath.Join(procDir, "cmdline"))
+		if err != nil {
+			return false
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		return strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, socket)
+	})
+}
+
+// pidsWhere lists the pids of running processes whose /proc directory
+// matches; processes that end meanwhile are passed over.
+func pidsWhere(match func(procDir string) bool) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -324,15 +322,7 @@ func shimsOf(socket string) []int {
 	var pids []int
 	for _, entry := range entries {
 		pid, err := strconv.Atoi(entry.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", entry.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		if strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && slices.Contains(args, socket) {
+		if err == nil && match(filepath.Join("/proc", entry.Name())) {
 			pids = append(pids, pid)
 		}
 	}
