@@ -150,11 +150,24 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 
 	ready := []pulumi.Resource{cluster}
 	if !gcp.Autopilot {
+		poolOpts := []pulumi.ResourceOption{parent}
+		var autoscaling *container.NodePoolAutoscalingArgs
+		if gcp.NodeAutoscaling {
+			// The cluster autoscaler owns the size: nodeCount only sizes a
+			// new pool, later `up`s must not set it back. The cluster is
+			// zonal, so the per-zone bounds are the pool's bounds.
+			autoscaling = &container.NodePoolAutoscalingArgs{
+				MinNodeCount: pulumi.Int(gcp.MinNodes),
+				MaxNodeCount: pulumi.Int(gcp.MaxNodes),
+			}
+			poolOpts = append(poolOpts, pulumi.IgnoreChanges([]string{"nodeCount"}))
+		}
 		pool, err := container.NewNodePool(ctx, name+"-pool", &container.NodePoolArgs{
-			Project:   pulumi.String(gcp.Project),
-			Cluster:   cluster.Name,
-			Location:  pulumi.String(location),
-			NodeCount: pulumi.Int(gcp.NodeCount),
+			Project:     pulumi.String(gcp.Project),
+			Cluster:     cluster.Name,
+			Location:    pulumi.String(location),
+			NodeCount:   pulumi.Int(gcp.NodeCount),
+			Autoscaling: autoscaling,
 			Management: &container.NodePoolManagementArgs{
 				AutoRepair:  pulumi.Bool(true),
 				AutoUpgrade: pulumi.Bool(true),
@@ -172,7 +185,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 					EnableIntegrityMonitoring: pulumi.Bool(true),
 				},
 			},
-		}, parent)
+		}, poolOpts...)
 		if err != nil {
 			return nil, err
 		}

@@ -78,6 +78,9 @@ func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
 	if n := pool.Input("nodeCount").NumberValue(); n != 2 {
 		t.Errorf("node count %v", n)
 	}
+	if pool.Input("autoscaling").IsObject() || len(pool.IgnoreChanges) > 0 {
+		t.Errorf("without nodeAutoscaling the pool declares autoscaling %v, ignoreChanges %q", pool.Input("autoscaling"), pool.IgnoreChanges)
+	}
 	if !pool.Input("management.autoRepair").BoolValue() || !pool.Input("management.autoUpgrade").BoolValue() {
 		t.Errorf("node pool is not auto-repaired and auto-upgraded")
 	}
@@ -122,6 +125,20 @@ func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
 	}
 	if user.Token != "" || user.TokenFile != "" || len(user.ClientKeyData) > 0 || strings.Contains(kubeconfig, mocktest.AccessToken) {
 		t.Errorf("the kubeconfig holds a credential")
+	}
+}
+
+func TestGKENodeAutoscalingLeavesThePoolSizeToTheAutoscaler(t *testing.T) {
+	gcp := devGCP
+	gcp.NodeAutoscaling, gcp.MinNodes, gcp.MaxNodes = true, 1, 5
+	mocks, _ := declareCluster(t, gcp)
+	pool := mocks.One(t, "gcp:container/nodePool:NodePool")
+	if lo, hi := pool.Input("autoscaling.minNodeCount").NumberValue(), pool.Input("autoscaling.maxNodeCount").NumberValue(); lo != 1 || hi != 5 {
+		t.Errorf("node pool autoscaling %v..%v, want 1..5", lo, hi)
+	}
+	// nodeCount sizes a new pool only; an `up` must not set it back.
+	if n := pool.Input("nodeCount").NumberValue(); n != 2 || !slices.Equal(pool.IgnoreChanges, []string{"nodeCount"}) {
+		t.Errorf("node count %v with ignoreChanges %q, want 2 with exactly [nodeCount]", n, pool.IgnoreChanges)
 	}
 }
 

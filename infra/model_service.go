@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	autoscalingv2 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/autoscaling/v2"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
@@ -24,7 +25,8 @@ const serverPort = 8080
 const nonRootUID = 65532
 
 // ModelService runs the model server: a namespace, a Deployment that rolls
-// safely, a Service in front of it and, with more than one replica, a
+// safely, a Service in front of it, with autoscaling a
+// HorizontalPodAutoscaler and, with more than one replica (at least), a
 // PodDisruptionBudget.
 type ModelService struct {
 	pulumi.ResourceState
@@ -77,10 +79,24 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	selector := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.AppName)}
 	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(s.AppName), Namespace: ns.Metadata.Name(), Labels: labels}
 
+	// With autoscaling, the Deployment leaves spec.replicas out: the
+	// provider applies server-side, and a field this program does not send
+	// is a field its field manager does not own. The autoscaler sets it
+	// through the scale subresource (field manager kube-controller-manager),
+	// so an `up`, a model rollout included, neither resets the count nor
+	// meets the "conflict with kube-controller-manager with subresource
+	// scale: .spec.replicas" that sending it would give once the autoscaler
+	// has scaled (pulumi-kubernetes #2491, #2569). A new Deployment starts
+	// at Kubernetes' default of 1 and the autoscaler raises it to
+	// MinReplicas at once.
+	var replicas pulumi.IntPtrInput
+	if !s.Autoscaling {
+		replicas = pulumi.Int(s.Replicas)
+	}
 	c.Deployment, err = appsv1.NewDeployment(ctx, name, &appsv1.DeploymentArgs{
 		Metadata: metadata,
 		Spec: &appsv1.DeploymentSpecArgs{
-			Replicas:             pulumi.Int(s.Replicas),
+			Replicas:             replicas,
 			RevisionHistoryLimit: pulumi.Int(5),
 			// A model that never becomes ready fails the update after this,
 			// while the old pods keep serving.
@@ -133,7 +149,25 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		return nil, err
 	}
 
-	if s.Replicas > 1 {
+	if s.Autoscaling {
+		if _, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name, &autoscalingv2.HorizontalPodAutoscalerArgs{
+			Metadata: metadata,
+			Spec:     autoscalerSpec(s, c.Deployment.Metadata.Name().Elem()),
+		}, parent); err != nil {
+			return nil, err
+		}
+	}
+
+	// The budget follows the floor of the pod count: with one pod it would
+	// block every node drain. maxUnavailable (not a fixed minAvailable)
+	// keeps it right at any count the autoscaler picks: at MinReplicas a
+	// drain takes one pod at a time, as without autoscaling, and when
+	// scaled out under load it still takes only one.
+	floor := s.Replicas
+	if s.Autoscaling {
+		floor = s.MinReplicas
+	}
+	if floor > 1 {
 		if _, err := policyv1.NewPodDisruptionBudget(ctx, name, &policyv1.PodDisruptionBudgetArgs{
 			Metadata: metadata,
 			Spec: &policyv1.PodDisruptionBudgetSpecArgs{
@@ -152,6 +186,37 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		c.Endpoint = pulumi.Sprintf("http://%s.%s.svc.cluster.local:%d", s.AppName, s.Namespace, s.Port)
 	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint})
+}
+
+// autoscalerSpec keeps the Deployment named deployment between MinReplicas
+// and MaxReplicas pods at the target CPU use. Scale-up uses Kubernetes'
+// defaults (no stabilisation: a load gets pods as soon as it is measured);
+// scale-down waits out the stabilisation window.
+func autoscalerSpec(s config.Service, deployment pulumi.StringInput) *autoscalingv2.HorizontalPodAutoscalerSpecArgs {
+	return &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
+		ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
+			ApiVersion: pulumi.String("apps/v1"),
+			Kind:       pulumi.String("Deployment"),
+			Name:       deployment,
+		},
+		MinReplicas: pulumi.Int(s.MinReplicas),
+		MaxReplicas: pulumi.Int(s.MaxReplicas),
+		Metrics: autoscalingv2.MetricSpecArray{&autoscalingv2.MetricSpecArgs{
+			Type: pulumi.String("Resource"),
+			Resource: &autoscalingv2.ResourceMetricSourceArgs{
+				Name: pulumi.String("cpu"),
+				Target: &autoscalingv2.MetricTargetArgs{
+					Type:               pulumi.String("Utilization"),
+					AverageUtilization: pulumi.Int(s.TargetCPUUtilization),
+				},
+			},
+		}},
+		Behavior: &autoscalingv2.HorizontalPodAutoscalerBehaviorArgs{
+			ScaleDown: &autoscalingv2.HPAScalingRulesArgs{
+				StabilizationWindowSeconds: pulumi.Int(s.ScaleDownStabilizationSeconds),
+			},
+		},
+	}
 }
 
 // ServerRestrictions is what the model server's container may do and use,

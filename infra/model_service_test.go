@@ -103,6 +103,68 @@ func TestModelServiceEndpointIsTheLoadBalancerIP(t *testing.T) {
 	want(t, "endpoint", endpoint, "http://"+mocktest.ServiceIP+":8080")
 }
 
+func TestModelServiceWithoutAutoscalingHasNoAutoscaler(t *testing.T) {
+	mocks, _ := declareService(t, devService)
+	if n := len(mocks.OfType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")); n != 0 {
+		t.Errorf("%d HorizontalPodAutoscalers with autoscaling off", n)
+	}
+}
+
+var autoscaledService = func() config.Service {
+	s := devService
+	s.Replicas = 7 // not applied with autoscaling
+	s.Autoscaling, s.MinReplicas, s.MaxReplicas = true, 3, 8
+	s.TargetCPUUtilization, s.ScaleDownStabilizationSeconds = 65, 120
+	return s
+}()
+
+func TestModelServiceAutoscalerOwnsTheReplicaCount(t *testing.T) {
+	mocks, _ := declareService(t, autoscaledService)
+	requireParented(t, mocks, "mlops:infra:ModelService")
+
+	// The Deployment must not send spec.replicas, or server-side apply
+	// would own it and conflict with (or reset) the autoscaler's count.
+	d := mocks.One(t, "kubernetes:apps/v1:Deployment")
+	if r, ok := d.Input("spec").ObjectValue()["replicas"]; ok {
+		t.Errorf("the Deployment sends spec.replicas = %v with autoscaling on", r)
+	}
+
+	hpa := mocks.One(t, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+	want(t, "HPA namespace", hpa.Str("metadata.namespace"), "live")
+	want(t, "HPA name", hpa.Str("metadata.name"), "planet-classifier")
+	want(t, "target apiVersion", hpa.Str("spec.scaleTargetRef.apiVersion"), "apps/v1")
+	want(t, "target kind", hpa.Str("spec.scaleTargetRef.kind"), "Deployment")
+	want(t, "target name", hpa.Str("spec.scaleTargetRef.name"), "planet-classifier")
+	want(t, "minReplicas", hpa.Input("spec.minReplicas").NumberValue(), 3)
+	want(t, "maxReplicas", hpa.Input("spec.maxReplicas").NumberValue(), 8)
+	metrics := hpa.Input("spec.metrics").ArrayValue()
+	if len(metrics) != 1 {
+		t.Fatalf("%d metrics, want the CPU one", len(metrics))
+	}
+	m := mocktest.Resource{Inputs: metrics[0].ObjectValue()}
+	want(t, "metric type", m.Str("type"), "Resource")
+	want(t, "metric resource", m.Str("resource.name"), "cpu")
+	want(t, "target type", m.Str("resource.target.type"), "Utilization")
+	want(t, "averageUtilization", m.Input("resource.target.averageUtilization").NumberValue(), 65)
+	want(t, "scale-down stabilization", hpa.Input("spec.behavior.scaleDown.stabilizationWindowSeconds").NumberValue(), 120)
+	if hpa.Input("spec.behavior.scaleUp").IsObject() {
+		t.Errorf("scale-up is slowed down: %v", hpa.Input("spec.behavior.scaleUp"))
+	}
+
+	pdb := mocks.One(t, "kubernetes:policy/v1:PodDisruptionBudget")
+	want(t, "PDB maxUnavailable", pdb.Input("spec.maxUnavailable").NumberValue(), 1)
+}
+
+func TestModelServiceDisruptionBudgetFollowsMinReplicas(t *testing.T) {
+	s := autoscaledService
+	s.MinReplicas, s.Replicas = 1, 3
+	mocks, _ := declareService(t, s)
+	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
+		t.Errorf("%d PodDisruptionBudgets with minReplicas 1: it would block node drains at the floor", n)
+	}
+	mocks.One(t, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+}
+
 func TestModelServiceWithOneReplicaHasNoDisruptionBudget(t *testing.T) {
 	s := devService
 	s.Replicas, s.Type, s.Port = 1, "ClusterIP", 9000

@@ -68,6 +68,11 @@ type GCP struct {
 	DeletionProtection bool
 	RepositoryID       string
 	KeepImages         int
+	// NodeAutoscaling lets GKE's cluster autoscaler size the node pool
+	// between MinNodes and MaxNodes (Standard clusters; Autopilot sizes its
+	// nodes itself). NodeCount is then not applied.
+	NodeAutoscaling    bool
+	MinNodes, MaxNodes int
 	// LoadBalancerAddress names an existing regional static external IP
 	// address in Region for the LoadBalancer Service; empty means the
 	// program reserves one for the stack.
@@ -112,15 +117,28 @@ type Model struct {
 
 // Service is how the model is served.
 type Service struct {
-	Namespace     string
-	AppName       string
-	Replicas      int
-	CPURequest    string
-	CPULimit      string
-	MemoryRequest string
-	MemoryLimit   string
-	Type          string
-	Port          int
+	Namespace string
+	AppName   string
+	// Replicas is the fixed number of pods when Autoscaling is off; with
+	// Autoscaling on it is not applied, the HorizontalPodAutoscaler keeps
+	// the count between MinReplicas and MaxReplicas.
+	Replicas    int
+	Autoscaling bool
+	MinReplicas int
+	MaxReplicas int
+	// TargetCPUUtilization is the average CPU use, in percent of the CPU
+	// request, the autoscaler keeps the pods at.
+	TargetCPUUtilization int
+	// ScaleDownStabilizationSeconds is how long the autoscaler remembers
+	// its highest recommendation before it removes pods, so that a bursty
+	// load does not make it flap.
+	ScaleDownStabilizationSeconds int
+	CPURequest                    string
+	CPULimit                      string
+	MemoryRequest                 string
+	MemoryLimit                   string
+	Type                          string
+	Port                          int
 	// ProgressDeadlineSeconds bounds a rollout that makes no progress.
 	ProgressDeadlineSeconds int
 }
@@ -156,6 +174,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			ProgressDeadlineSeconds: r.intAtLeast("progressDeadlineSeconds", 10),
 		},
 	}
+	r.autoscaling(&c.Serve)
 	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)
 	r.requestWithinLimit("memoryRequest", c.Serve.MemoryRequest, "memoryLimit", c.Serve.MemoryLimit)
 	r.atLeastQuantity("memoryLimit", c.Serve.MemoryLimit, MinMemoryLimit, "what the model server needs at its defaults")
@@ -225,10 +244,44 @@ func (r *reader) gcp(ctx *pulumi.Context) GCP {
 	case !projectIDPattern.MatchString(g.Project):
 		r.errs = append(r.errs, fmt.Errorf("gcp:project: got %q; expected a GCP project id: 6-30 lowercase letters, digits and hyphens, starting with a letter", g.Project))
 	}
+	if g.NodeAutoscaling = r.boolean("nodeAutoscaling"); g.NodeAutoscaling {
+		if g.Autopilot {
+			r.fail("nodeAutoscaling", "true", "false with autopilot: Autopilot adds and removes nodes itself")
+		}
+		g.MinNodes = r.intAtLeast("minNodes", 1)
+		g.MaxNodes = r.intAtLeast("maxNodes", 1)
+		if g.MinNodes >= 1 && g.MaxNodes < g.MinNodes {
+			r.fail("maxNodes", strconv.Itoa(g.MaxNodes), fmt.Sprintf("at least minNodes (%d)", g.MinNodes))
+		}
+	}
 	if !g.Autopilot && g.Region != "" && !isZoneOf(g.Zone, g.Region) {
 		r.fail("zone", g.Zone, fmt.Sprintf("a zone of region %s, such as %s-a", g.Region, g.Region))
 	}
 	return g
+}
+
+// Bounds of the autoscaler's CPU target, in percent of the request: below
+// 10 the pods would be scaled out at idle, above 95 no headroom is left to
+// answer a burst while new pods start.
+const (
+	MinTargetCPUUtilization = 10
+	MaxTargetCPUUtilization = 95
+)
+
+// autoscaling reads the HorizontalPodAutoscaler's keys; they are only
+// read, and so only validated, with autoscaling on.
+func (r *reader) autoscaling(s *Service) {
+	if s.Autoscaling = r.boolean("autoscaling"); !s.Autoscaling {
+		return
+	}
+	s.MinReplicas = r.intAtLeast("minReplicas", 1)
+	s.MaxReplicas = r.intAtLeast("maxReplicas", 1)
+	if s.MinReplicas >= 1 && s.MaxReplicas < s.MinReplicas {
+		r.fail("maxReplicas", strconv.Itoa(s.MaxReplicas), fmt.Sprintf("at least minReplicas (%d)", s.MinReplicas))
+	}
+	s.TargetCPUUtilization = r.intBetween("targetCPUUtilization", MinTargetCPUUtilization, MaxTargetCPUUtilization, "percent of the CPU request")
+	// Kubernetes' own bounds (autoscaling/v2 HPAScalingRules).
+	s.ScaleDownStabilizationSeconds = r.intBetween("scaleDownStabilizationSeconds", 0, 3600, "seconds")
 }
 
 // isZoneOf tells whether zone is "<region>-<letter>".
@@ -352,6 +405,15 @@ func (r *reader) intAtLeast(key string, least int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < least {
 		r.fail(key, v, fmt.Sprintf("a whole number of at least %d", least))
+	}
+	return n
+}
+
+func (r *reader) intBetween(key string, least, most int, unit string) int {
+	v := r.str(key)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least || n > most {
+		r.fail(key, v, fmt.Sprintf("a whole number from %d to %d (%s)", least, most, unit))
 	}
 	return n
 }

@@ -82,6 +82,8 @@ func TestBadValuesAreNamedWithWhatIsExpected(t *testing.T) {
 		{"mlops:ciPreviewServiceAccountId", "mlops-ci", `mlops:ciPreviewServiceAccountId: got "mlops-ci"; expected an account id other than ciServiceAccountId`},
 		{"mlops:stateBucket", "gs://state", `mlops:stateBucket: got "gs://state"; expected a GCS bucket name (without gs://)`},
 		{"mlops:replicas", "0", `mlops:replicas: got "0"; expected a whole number of at least 1`},
+		{"mlops:nodeAutoscaling", "on", `mlops:nodeAutoscaling: got "on"; expected true or false`},
+		{"mlops:autoscaling", "maybe", `mlops:autoscaling: got "maybe"; expected true or false`},
 		{"mlops:servicePort", "70000", `mlops:servicePort: got "70000"; expected a port number from 1 to 65535`},
 		{"mlops:servicePort", "http", `mlops:servicePort: got "http"; expected a port number from 1 to 65535`},
 		{"mlops:serviceType", "Ingress", `mlops:serviceType: got "Ingress"; expected one of LoadBalancer, NodePort, ClusterIP`},
@@ -138,6 +140,77 @@ func TestGitLabNeedsAGroupProjectAndAnHTTPSInstance(t *testing.T) {
 	}
 	if c.CI.GitLabURL != "https://gitlab.example.com" {
 		t.Errorf("gitlabUrl kept its trailing slash: %q", c.CI.GitLabURL)
+	}
+}
+
+func TestAutoscalingKeysAreValidatedWhenItIsOn(t *testing.T) {
+	on := func(overrides map[string]string) map[string]string {
+		overrides["mlops:autoscaling"] = "true"
+		return overrides
+	}
+	tests := []struct {
+		overrides map[string]string
+		want      string
+	}{
+		{map[string]string{"mlops:minReplicas": "0"}, `mlops:minReplicas: got "0"; expected a whole number of at least 1`},
+		{map[string]string{"mlops:maxReplicas": "0"}, `mlops:maxReplicas: got "0"; expected a whole number of at least 1`},
+		{map[string]string{"mlops:minReplicas": "4", "mlops:maxReplicas": "3"}, `mlops:maxReplicas: got "3"; expected at least minReplicas (4)`},
+		{map[string]string{"mlops:targetCPUUtilization": "5"}, `mlops:targetCPUUtilization: got "5"; expected a whole number from 10 to 95 (percent of the CPU request)`},
+		{map[string]string{"mlops:targetCPUUtilization": "100"}, `mlops:targetCPUUtilization: got "100"; expected a whole number from 10 to 95 (percent of the CPU request)`},
+		{map[string]string{"mlops:targetCPUUtilization": "70%"}, `mlops:targetCPUUtilization: got "70%"; expected a whole number from 10 to 95`},
+		{map[string]string{"mlops:scaleDownStabilizationSeconds": "-1"}, `mlops:scaleDownStabilizationSeconds: got "-1"; expected a whole number from 0 to 3600 (seconds)`},
+		{map[string]string{"mlops:scaleDownStabilizationSeconds": "7200"}, `mlops:scaleDownStabilizationSeconds: got "7200"; expected a whole number from 0 to 3600 (seconds)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := load(t, on(tt.overrides))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error does not say %q:\n%v", tt.want, err)
+			}
+		})
+	}
+
+	c, err := load(t, on(map[string]string{"mlops:minReplicas": "3", "mlops:maxReplicas": "3", "mlops:targetCPUUtilization": "60", "mlops:scaleDownStabilizationSeconds": "0"}))
+	if err != nil {
+		t.Fatalf("a valid autoscaling setup was refused: %v", err)
+	}
+	if s := c.Serve; !s.Autoscaling || s.MinReplicas != 3 || s.MaxReplicas != 3 || s.TargetCPUUtilization != 60 || s.ScaleDownStabilizationSeconds != 0 {
+		t.Errorf("autoscaling = %+v", s)
+	}
+	c, err = load(t, map[string]string{"mlops:autoscaling": "true"})
+	if err != nil {
+		t.Fatalf("autoscaling with the defaults was refused: %v", err)
+	}
+	if s := c.Serve; s.MinReplicas != 2 || s.MaxReplicas != 6 || s.TargetCPUUtilization != 70 || s.ScaleDownStabilizationSeconds != 300 {
+		t.Errorf("autoscaling defaults = %+v", s)
+	}
+	// Off (the default), its keys are not read: a stack that never turned
+	// it on is not refused for them.
+	c, err = load(t, map[string]string{"mlops:minReplicas": "0", "mlops:targetCPUUtilization": "500"})
+	if err != nil || c.Serve.Autoscaling {
+		t.Fatalf("autoscaling off: %+v, %v", c.Serve, err)
+	}
+}
+
+func TestNodeAutoscalingNeedsAStandardClusterAndBounds(t *testing.T) {
+	_, err := load(t, map[string]string{"mlops:nodeAutoscaling": "true", "mlops:minNodes": "3", "mlops:maxNodes": "2"})
+	if want := `mlops:maxNodes: got "2"; expected at least minNodes (3)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error does not say %q:\n%v", want, err)
+	}
+	_, err = load(t, map[string]string{"mlops:nodeAutoscaling": "true", "mlops:minNodes": "0"})
+	if want := `mlops:minNodes: got "0"; expected a whole number of at least 1`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error does not say %q:\n%v", want, err)
+	}
+	_, err = load(t, map[string]string{"mlops:nodeAutoscaling": "true", "mlops:autopilot": "true"})
+	if want := `mlops:nodeAutoscaling: got "true"; expected false with autopilot: Autopilot adds and removes nodes itself`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error does not say %q:\n%v", want, err)
+	}
+	c, err := load(t, map[string]string{"mlops:nodeAutoscaling": "true", "mlops:minNodes": "1", "mlops:maxNodes": "5"})
+	if err != nil {
+		t.Fatalf("a valid node autoscaling setup was refused: %v", err)
+	}
+	if g := c.GCP; !g.NodeAutoscaling || g.MinNodes != 1 || g.MaxNodes != 5 {
+		t.Errorf("node autoscaling = %+v", g)
 	}
 }
 
