@@ -61,6 +61,13 @@ const (
 // kube-proxy, as a load balancer's clients would be.
 func e2eStartLoad(ctx context.Context, t *testing.T, baseURL, image string) *e2eLoad {
 	t.Helper()
+	return e2eStartLoadAt(ctx, t, baseURL, image, e2eLoadWorkers, e2eLoadPause)
+}
+
+// e2eStartLoadAt is e2eStartLoad with workers closed loops, each pausing
+// pause between its requests.
+func e2eStartLoadAt(ctx context.Context, t *testing.T, baseURL, image string, workers int, pause time.Duration) *e2eLoad {
+	t.Helper()
 	body, contentType := e2ePredictBody(t, image)
 	ctx, cancel := context.WithTimeout(ctx, e2eLoadMaxDuration)
 	l := &e2eLoad{cancel: cancel, start: time.Now(), answers: map[string]int{}}
@@ -68,7 +75,7 @@ func e2eStartLoad(ctx context.Context, t *testing.T, baseURL, image string) *e2e
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true},
 	}
-	for range e2eLoadWorkers {
+	for range workers {
 		l.done.Add(1)
 		go func() {
 			defer l.done.Done()
@@ -92,7 +99,7 @@ func e2eStartLoad(ctx context.Context, t *testing.T, baseURL, image string) *e2e
 				if stop {
 					return
 				}
-				time.Sleep(e2eLoadPause)
+				time.Sleep(pause)
 			}
 		}()
 	}

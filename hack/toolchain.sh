@@ -11,6 +11,8 @@
 #   pulumi-resource-kubernetes  the Pulumi Kubernetes provider plugin
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
 #                               a local control plane with fake nodes
+#   metrics-server              metrics.k8s.io for HorizontalPodAutoscalers
+#                               (localcluster Options.Metrics)
 #   kubelet, kube-proxy         a real node (internal/localcloud/node), built in
 #                               the same `go build` as the control plane
 #   containerd, containerd-shim-runc-v2, ctr
@@ -152,12 +154,16 @@ build_kwok() {
 	build_binaries "$modules_dir/kwok" "" kwok=sigs.k8s.io/kwok/cmd/kwok
 }
 
+build_metrics_server() {
+	build_binaries "$modules_dir/metrics-server" "" metrics-server=sigs.k8s.io/metrics-server/cmd/metrics-server
+}
+
 # Two lanes of roughly equal cold cost (etcd+kwok+pulumi+containerd vs
 # kubernetes+provider), the control plane first; with one job everything runs
 # in order.
 started=$SECONDS
 if ((jobs >= 2)); then
-	(build_etcd && build_kwok && build_pulumi && build_containerd) &
+	(build_etcd && build_kwok && build_pulumi && build_containerd && build_metrics_server) &
 	lane_a=$!
 	(build_kubernetes && build_kubernetes_provider) &
 	lane_b=$!
@@ -172,10 +178,11 @@ else
 	build_pulumi
 	build_kubernetes_provider
 	build_containerd
+	build_metrics_server
 fi
 
 for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kwok \
-	kubelet kube-proxy containerd containerd-shim-runc-v2 ctr; do
+	kubelet kube-proxy containerd containerd-shim-runc-v2 ctr metrics-server; do
 	[[ -x "$bin_dir/$name" ]] || { log "missing $bin_dir/$name"; exit 1; }
 done
 log "toolchain ready in $((SECONDS - started))s: $bin_dir"

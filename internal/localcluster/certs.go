@@ -9,12 +9,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // credentials are the files kube-apiserver and kube-controller-manager need,
@@ -27,7 +30,19 @@ type credentials struct {
 	serviceAcctKey string // RSA key that signs and verifies service account tokens
 	tokenFile      string // kube-apiserver --token-auth-file
 	adminToken     string // bearer token of a system:masters user
+	// The aggregation layer: kube-apiserver proxies metrics.k8s.io to
+	// metrics-server with this client certificate (--proxy-client-*), and
+	// metrics-server trusts the user it names in headers because the
+	// certificate is signed by the CA (--requestheader-client-ca-file).
+	proxyClientCert, proxyClientKey string
+	// metrics-server's serving certificate, for the name the aggregator
+	// verifies: <service>.<namespace>.svc.
+	metricsServingCert, metricsServingKey string
 }
+
+// proxyClientName is the common name of the aggregator's client certificate
+// (--requestheader-allowed-names).
+const proxyClientName = "front-proxy-client"
 
 func writeCredentials(dir string) (*credentials, error) {
 	notBefore := time.Now().Add(-time.Hour) // tolerate small clock differences
@@ -75,6 +90,41 @@ func writeCredentials(dir string) (*credentials, error) {
 		return nil, fmt.Errorf("create serving certificate: %w", err)
 	}
 
+	issue := func(serial int64, template *x509.Certificate, certPath, keyPath string) error {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		template.SerialNumber, template.NotBefore, template.NotAfter = big.NewInt(serial), notBefore, notAfter
+		template.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, template, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			return fmt.Errorf("create certificate %s: %w", template.Subject.CommonName, err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		return errors.Join(
+			os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600),
+			os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	}
+	proxyClientCert, proxyClientKey := filepath.Join(dir, "proxy-client.crt"), filepath.Join(dir, "proxy-client.key")
+	if err := issue(3, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: proxyClientName},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, proxyClientCert, proxyClientKey); err != nil {
+		return nil, err
+	}
+	metricsServingCert, metricsServingKey := filepath.Join(dir, "metrics-server.crt"), filepath.Join(dir, "metrics-server.key")
+	if err := issue(4, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: metricsServerName},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{metricsServerName + "." + metav1.NamespaceSystem + ".svc"},
+	}, metricsServingCert, metricsServingKey); err != nil {
+		return nil, err
+	}
+
 	// Service account tokens are signed with RSA because every component
 	// accepts RS256 without extra flags.
 	serviceAccountKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -95,6 +145,9 @@ func writeCredentials(dir string) (*credentials, error) {
 		serviceAcctKey: filepath.Join(dir, "service-account.key"),
 		tokenFile:      filepath.Join(dir, "tokens.csv"),
 		adminToken:     hex.EncodeToString(tokenBytes),
+
+		proxyClientCert: proxyClientCert, proxyClientKey: proxyClientKey,
+		metricsServingCert: metricsServingCert, metricsServingKey: metricsServingKey,
 	}
 	servingKeyDER, err := x509.MarshalECPrivateKey(servingKey)
 	if err != nil {

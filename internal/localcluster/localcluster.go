@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -54,6 +55,11 @@ type Options struct {
 	// RealNode runs one real node (internal/localcloud/node, named
 	// node.DefaultName) instead of kwok's fake ones. It needs root.
 	RealNode bool
+	// Metrics runs metrics-server (from BinDir) and registers it as
+	// metrics.k8s.io, so HorizontalPodAutoscalers get pods' CPU use. It
+	// needs RealNode: the kubelet measures real containers. The node is
+	// then named "localhost" (metricsNodeName).
+	Metrics bool
 	// Registries are plain-HTTP registries on 127.0.0.1 ("127.0.0.1:<port>")
 	// the real node pulls from.
 	Registries []string
@@ -105,6 +111,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.RealNode {
 		needed = Binaries[:len(Binaries)-1] // kwok: the node checks its own
 	}
+	if opts.Metrics {
+		if !opts.RealNode {
+			return nil, errors.New("localcluster: Metrics needs RealNode: kwok's pods use no CPU to measure")
+		}
+		needed = append(slices.Clip(needed), metricsServerName)
+	}
 	for _, name := range needed {
 		path := filepath.Join(opts.BinDir, name)
 		if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
@@ -136,11 +148,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: credentials: %w", err)
 	}
-	ports, err := loopback.FreePorts(3)
+	ports, err := loopback.FreePorts(4)
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: %w", err)
 	}
-	etcdClientPort, etcdPeerPort, apiserverPort := ports[0], ports[1], ports[2]
+	etcdClientPort, etcdPeerPort, apiserverPort, metricsPort := ports[0], ports[1], ports[2], ports[3]
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClientPort)
 
 	c.Kubeconfig, err = kubeconfig("https://127.0.0.1:"+strconv.Itoa(apiserverPort), creds)
@@ -200,6 +212,16 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		// endpoint of the `kubernetes` Service, and loopback is not a valid
 		// endpoint; nothing here uses that Service.
 		"--endpoint-reconciler-type=none",
+		// The aggregation layer (for metrics.k8s.io): requests proxied to
+		// an extension API server carry the user in these headers, vouched
+		// for by the proxy client certificate.
+		"--requestheader-client-ca-file="+creds.caCert,
+		"--requestheader-allowed-names="+proxyClientName,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+creds.proxyClientCert,
+		"--proxy-client-key-file="+creds.proxyClientKey,
 	); err != nil {
 		return nil, err
 	}
@@ -239,13 +261,20 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := os.MkdirAll(nodeDir, 0o700); err != nil {
 			return nil, err
 		}
-		if c.Node, err = node.Start(ctx, node.Options{
+		nodeOpts := node.Options{
 			BinDir:     opts.BinDir,
 			Dir:        nodeDir,
 			Kubeconfig: kubeconfigPath,
 			Registries: opts.Registries,
 			Logf:       logf,
-		}); err != nil {
+		}
+		if opts.Metrics {
+			// metrics-server reaches a kubelet at one of its Node's
+			// addresses, and this kubelet listens on loopback only: the
+			// Hostname address "localhost" is the one that resolves there.
+			nodeOpts.Name = metricsNodeName
+		}
+		if c.Node, err = node.Start(ctx, nodeOpts); err != nil {
 			return nil, fmt.Errorf("localcluster: %w", err)
 		}
 	} else {
@@ -285,6 +314,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return err
 	}); err != nil {
 		return nil, err
+	}
+	if opts.Metrics {
+		if err := c.startMetricsServer(readyCtx, start, kubeconfigPath, creds, metricsPort); err != nil {
+			return nil, err
+		}
+		logf("localcluster: metrics-server serves metrics.k8s.io on 127.0.0.1:%d", metricsPort)
 	}
 	if opts.RealNode {
 		logf("localcluster: ready with real node %s; logs in %s", c.Node.Name, c.Dir)

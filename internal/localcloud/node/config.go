@@ -208,13 +208,15 @@ cgroupRoot: %s
 failCgroupV1: false
 failSwapOn: false
 podLogsDir: %s
+# Callers (metrics-server) present a cluster token; the kubelet asks the
+# API server who it is and whether it may (TokenReview, SubjectAccessReview).
 authentication:
   anonymous:
     enabled: false
   webhook:
-    enabled: false
+    enabled: true
 authorization:
-  mode: AlwaysAllow
+  mode: Webhook
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
