@@ -3,8 +3,8 @@ package main
 // The autoscaling proof on the real node: metrics-server measures the model
 // pods' CPU, the HorizontalPodAutoscaler the program declares adds pods under
 // a closed-loop load through the NodePort and removes them after it, no
-// request fails on the way, and an `up` while scaled out leaves the count
-// alone.
+// request fails on the way, and an `up` while scaled out, unchanged or
+// rolling out a new model, leaves the count alone.
 
 import (
 	"context"
@@ -44,7 +44,8 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 	defer cancel()
 	tmp := e2eIsolate(t, bin)
 
-	image := env.build(ctx, t, e2eCopyModel(t, tmp))
+	modelDir := e2eCopyModel(t, tmp)
+	image := env.build(ctx, t, modelDir)
 	cluster := localcluster.StartForTest(ctx, t, localcluster.Options{
 		BinDir: bin, RealNode: true, Metrics: true, Registries: []string{env.registry}, Dir: filepath.Join(tmp, "cluster"),
 	})
@@ -57,7 +58,7 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 		"mlops:kubeconfig":                    {Value: string(cluster.Kubeconfig), Secret: true},
 		"mlops:kubeContext":                   {Value: localcluster.ContextName},
 		"mlops:image":                         {Value: image},
-		"mlops:modelDir":                      {Value: filepath.Join(tmp, "workspace", "model")},
+		"mlops:modelDir":                      {Value: modelDir},
 		"mlops:serviceType":                   {Value: "NodePort"},
 		"mlops:progressDeadlineSeconds":       {Value: e2eProgressDeadline},
 		"mlops:autoscaling":                   {Value: "true"},
@@ -106,6 +107,23 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 		}
 	}
 
+	// A new model rolls out while scaled out: the rollout replaces the pods
+	// and keeps their count.
+	copyFile(t, e2eSecondModel, filepath.Join(modelDir, "artifacts", "planets.onnx"))
+	secondImage := env.build(ctx, t, modelDir)
+	if err := stack.SetConfig(ctx, "mlops:image", auto.ConfigValue{Value: secondImage}); err != nil {
+		t.Fatal(err)
+	}
+	rollout := e2eUp(ctx, t, stack)
+	rolled := e2eTheDeployment(ctx, t, kube)
+	t.Logf("PROOF rollout while scaled out: changes %v; replicas %d -> %d", e2eChanges(rollout.Summary.ResourceChanges), e2eSpecReplicas(after), e2eSpecReplicas(rolled))
+	if changes := e2eChanges(rollout.Summary.ResourceChanges); changes["update"] != 1 {
+		t.Errorf("rollout: want exactly one update, got %v", changes)
+	}
+	if e2eSpecReplicas(rolled) != e2eMaxReplicas || rolled.Spec.Template.Spec.Containers[0].Image != secondImage {
+		t.Errorf("after the rollout: %d replicas of %s, want %d of %s", e2eSpecReplicas(rolled), rolled.Spec.Template.Spec.Containers[0].Image, e2eMaxReplicas, secondImage)
+	}
+
 	// The load ends; a light one goes on, so that pods are removed while
 	// requests still arrive.
 	heavySeen := heavy.Stop()
@@ -117,7 +135,7 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 	time.Sleep(10 * time.Second) // the removed pods' drain
 	lightSeen := light.Stop()
 
-	t.Logf("PROOF heavy load (scale-out and the second up): %s", heavySeen)
+	t.Logf("PROOF heavy load (scale-out, the second up, the rollout): %s", heavySeen)
 	t.Logf("PROOF light load (scale-in): %s", lightSeen)
 	for name, seen := range map[string]e2eLoadResult{"heavy": heavySeen, "light": lightSeen} {
 		if seen.Failed != 0 {

@@ -4,7 +4,9 @@
 // Deployments schedule, their pods become Ready and the Deployments become
 // Available without any container runtime) or one real node
 // (internal/localcloud/node: containerd, kubelet, kube-proxy) whose pods run
-// and serve, reached through NodePorts on 127.0.0.1.
+// and serve, reached through NodePorts on 127.0.0.1. With the real node,
+// metrics-server can serve metrics.k8s.io to HorizontalPodAutoscalers
+// (Options.Metrics).
 //
 // The binaries come from hack/toolchain.sh. Every process is started in its
 // own process group and stopped by process group id; nothing listens on or
