@@ -94,6 +94,17 @@ func lockHost(ctx context.Context, logf func(string, ...any)) (*os.File, error) 
 	}
 }
 
+// HoldMachine takes the machine-wide node lock without starting a node, so
+// that a check of the host after a node stopped sees no other node's
+// processes, interfaces or chains. Release it with the returned function.
+func HoldMachine(ctx context.Context, logf func(string, ...any)) (release func(), err error) {
+	f, err := lockHost(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
 func readSysctls() map[string]string {
 	values := map[string]string{}
 	for _, name := range tunedSysctls {

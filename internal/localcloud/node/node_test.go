@@ -141,7 +141,15 @@ func TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind(t *testing.T) 
 	}
 	t.Logf("TIMING stop: %.1fs", time.Since(step).Seconds())
 
-	// Checked here independently of what Stop itself verifies.
+	// Checked here independently of what Stop itself verifies, holding the
+	// machine's node lock so that another package's node (go test runs
+	// packages in parallel) cannot start meanwhile and be taken for a
+	// leftover.
+	release, err := node.HoldMachine(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	for _, link := range nodeLinks {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", link)); err == nil {
 			t.Errorf("network interface left behind: %s", link)
