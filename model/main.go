@@ -203,6 +203,17 @@ func main() {
 		// hundred requests. The memory limit still bounds the heap.
 		debug.SetGCPercent(400)
 	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// Decoding and inference run in C (cgo), which the scheduler counts
+		// as system calls: a thread in one keeps its P until sysmon takes
+		// it back, and a worker coming back from C finds no free P and
+		// queues, holding its worker slot, behind HTTP goroutines. A P for
+		// each worker on top of the CPUs lets the HTTP side run while the
+		// workers are in C; the CPUs (or the container's CPU limit, which
+		// set the default) still bound what runs at once. Measured: +25%
+		// requests/s and half the p99 at 32 clients on 2 cores (README).
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.limits.Workers)
+	}
 	if cfg.goMemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.goMemoryLimit)
 		logger.Info("memory limit", "container_bytes", memoryLimit, "go_bytes", cfg.goMemoryLimit)
@@ -235,7 +246,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 	}
 	srv.SetModel(model)
 	logger.Info("model loaded", "model", cfg.modelPath, "labels", model.Labels(),
-		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers,
+		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers, "gomaxprocs", runtime.GOMAXPROCS(0),
 		"startup_ms", float64(time.Since(started).Microseconds())/1000)
 	if err := <-served; err != nil {
 		// Handlers may still be running (the grace period ran out): leave

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -145,5 +148,61 @@ func TestReadyzWhileTheModelLoads(t *testing.T) {
 	resp, err := client.Post(base+"/predict", "image/jpeg", bytes.NewReader(testruntime.LoadParity(t).Images[0].Data))
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/predict while the model loads: %v %v, want 503", resp, err)
+	}
+}
+
+// TestSchedulerProcs: unless GOMAXPROCS is set, the server runs a P for
+// each worker on top of the CPUs (decoding and inference hold theirs while
+// in C); an explicit GOMAXPROCS is kept.
+func TestSchedulerProcs(t *testing.T) {
+	testruntime.Init(t)
+	cpus := runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") != "" {
+		cpus = runtime.NumCPU() // what the child sees once the variable is dropped
+	}
+	for _, tc := range []struct {
+		env  []string
+		want int
+	}{
+		{[]string{"WORKERS=3"}, cpus + 3},
+		{[]string{"WORKERS=3", "GOMAXPROCS=2"}, 2},
+	} {
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+				env = append(env, kv)
+			}
+		}
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(env, "MODEL_SERVER_E2E=1", "HOST=127.0.0.1", fmt.Sprintf("PORT=%d", freePort(t)),
+			"MODEL_PATH="+filepath.Join(testruntime.ModuleRoot(t), "artifacts", "planets.onnx"), "LOG_LEVEL=info")
+		cmd.Env = append(cmd.Env, tc.env...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		loaded := make(chan map[string]any, 1)
+		go func() {
+			lines := bufio.NewScanner(stderr)
+			for lines.Scan() {
+				var entry map[string]any
+				if json.Unmarshal(lines.Bytes(), &entry) == nil && entry["msg"] == "model loaded" {
+					loaded <- entry
+				}
+			}
+		}()
+		select {
+		case entry := <-loaded:
+			if got, _ := entry["gomaxprocs"].(float64); int(got) != tc.want || entry["workers"] != float64(3) {
+				t.Errorf("%v: gomaxprocs %v, workers %v; want %d and 3", tc.env, entry["gomaxprocs"], entry["workers"], tc.want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%v: no \"model loaded\" log line after 20s", tc.env)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
 	}
 }
