@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,9 @@ type loaded struct {
 	Predictor
 	quoted [][]byte
 }
+
+// inputs recycles model input tensors: one is in use per worker.
+var inputs = sync.Pool{New: func() any { return new([preprocess.Len]float32) }}
 
 // Server serves one Predictor. Create it with New.
 type Server struct {
@@ -229,9 +233,10 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	input := make([]float32, preprocess.Len)
+	input := inputs.Get().(*[preprocess.Len]float32)
+	defer inputs.Put(input)
 	start := time.Now()
-	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input)
+	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input[:])
 	s.metrics.preprocess.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -243,7 +248,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start = time.Now()
-	pred, err := model.Predict(ctx, input)
+	pred, err := model.Predict(ctx, input[:])
 	s.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
