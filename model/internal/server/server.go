@@ -72,7 +72,8 @@ type Server struct {
 	// timeout its answer could not be written anyway. Set by Serve, to
 	// 9/10 of it.
 	workTimeout time.Duration
-	draining    atomic.Bool // shutdown has begun
+	draining    atomic.Bool  // shutdown has begun
+	runCompute  func(func()) // runs a request's decoding and inference
 }
 
 // New returns a Server. It is not ready, and answers /predict with 503,
@@ -88,17 +89,24 @@ func New(limits Limits, logger *slog.Logger) *Server {
 	}
 	registry := prometheus.NewRegistry()
 	s := &Server{
-		limits:   limits,
-		log:      logger,
-		registry: registry,
-		docs:     mustDocs(),
-		bodies:   byteBudget{max: limits.MaxBufferedBytes},
-		inFlight: make(chan struct{}, limits.MaxInFlight),
-		cpu:      make(chan struct{}, limits.Workers),
+		limits:     limits,
+		log:        logger,
+		registry:   registry,
+		docs:       mustDocs(),
+		bodies:     byteBudget{max: limits.MaxBufferedBytes},
+		inFlight:   make(chan struct{}, limits.MaxInFlight),
+		cpu:        make(chan struct{}, limits.Workers),
+		runCompute: func(compute func()) { compute() },
 	}
 	s.metrics = newMetrics(registry, &s.bodies)
 	return s
 }
+
+// RunComputeWith makes the server run each request's decoding and
+// inference through run, which must call its argument once: on a thread of
+// lower scheduling priority, for instance (schedbatch.Run). Call it before
+// serving.
+func (s *Server) RunComputeWith(run func(func())) { s.runCompute = run }
 
 // SetModel makes the server serve model, and ready.
 func (s *Server) SetModel(model Predictor) {
@@ -233,31 +241,22 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	input := inputs.Get().(*[preprocess.Len]float32)
-	defer inputs.Put(input)
-	start := time.Now()
-	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input[:])
-	s.metrics.preprocess.Observe(time.Since(start).Seconds())
-	if err != nil {
-		if ctx.Err() != nil {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
-			return
-		}
-		writeError(w, decodeStatus(err), "%v", err)
+	var pred classifier.Prediction
+	var err error
+	s.runCompute(func() { pred, err = s.predict(ctx, model, data) })
+	var failed *inferenceError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
 		return
-	}
-	start = time.Now()
-	pred, err := model.Predict(ctx, input[:])
-	s.metrics.inference.Observe(time.Since(start).Seconds())
-	if err != nil {
-		if ctx.Err() != nil {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "request cancelled: %v", ctx.Err())
-			return
-		}
-		s.log.ErrorContext(ctx, "inference failed", "err", err)
+	case errors.As(err, &failed):
+		s.log.ErrorContext(ctx, "inference failed", "err", failed.err)
 		writeError(w, http.StatusInternalServerError, "inference failed")
+		return
+	default:
+		writeError(w, decodeStatus(err), "%v", err)
 		return
 	}
 	body, ok := appendPrediction(make([]byte, 0, 512), model, pred)
@@ -271,6 +270,31 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// inferenceError is the model failing on a valid input: the server's fault.
+type inferenceError struct{ err error }
+
+func (e *inferenceError) Error() string { return e.err.Error() }
+
+// predict decodes data and runs the model on it: the CPU-bound part of a
+// request, run through runCompute.
+func (s *Server) predict(ctx context.Context, model *loaded, data []byte) (classifier.Prediction, error) {
+	input := inputs.Get().(*[preprocess.Len]float32)
+	defer inputs.Put(input)
+	start := time.Now()
+	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input[:])
+	s.metrics.preprocess.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return classifier.Prediction{}, err
+	}
+	start = time.Now()
+	pred, err := model.Predict(ctx, input[:])
+	s.metrics.inference.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return classifier.Prediction{}, &inferenceError{err}
+	}
+	return pred, nil
 }
 
 // decodeStatus maps a preprocessing error to its HTTP status.

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,4 +404,42 @@ func BenchmarkPredictHTTP(b *testing.B) {
 			}
 		}
 	})
+}
+
+// insideRunner is a model that checks it runs inside the compute runner.
+type insideRunner struct {
+	fakeModel
+	t      *testing.T
+	inside *atomic.Bool
+}
+
+func (m insideRunner) Predict(ctx context.Context, input []float32) (classifier.Prediction, error) {
+	if !m.inside.Load() {
+		m.t.Error("inference ran outside the compute runner")
+	}
+	return m.fakeModel.Predict(ctx, input)
+}
+
+// TestComputeRunsThroughTheRunner: each prediction's decoding and
+// inference run through the runner given to RunComputeWith (main gives
+// schedbatch.Run), once a request; refused requests never reach it.
+func TestComputeRunsThroughTheRunner(t *testing.T) {
+	var inside atomic.Bool
+	var calls atomic.Int32
+	srv, ts := newServer(t, insideRunner{t: t, inside: &inside}, testLimits)
+	srv.RunComputeWith(func(compute func()) {
+		calls.Add(1)
+		inside.Store(true)
+		defer inside.Store(false)
+		compute()
+	})
+	if status, p, _ := post(t, ts.URL, "image/png", bytes.NewReader(tinyPNG(t))); status != http.StatusOK || p.Prediction != "Mars" {
+		t.Fatalf("predict: %d %+v", status, p)
+	}
+	if status, _, _ := post(t, ts.URL, "text/plain", strings.NewReader("not an image")); status != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain: %d, want 415", status)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("runner called %d times, want 1 (the refused request must not reach it)", n)
+	}
 }
