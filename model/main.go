@@ -25,7 +25,6 @@ import (
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
-	"github.com/planets-mlops/deploy/model/internal/schedbatch"
 	"github.com/planets-mlops/deploy/model/internal/server"
 )
 
@@ -38,9 +37,6 @@ type config struct {
 	limits         server.Limits
 	timeouts       server.Timeouts
 	logLevel       slog.Level
-	// batchCompute runs decoding and inference on SCHED_BATCH threads
-	// (internal/schedbatch).
-	batchCompute bool
 	// goMemoryLimit, when positive, is the Go runtime's soft memory limit
 	// derived from the container's (GOMEMLIMIT unset).
 	goMemoryLimit int64
@@ -106,7 +102,7 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	fs.Int64Var(&c.limits.MaxPixels, "max-pixels", envInt("MAX_PIXELS", 4*mib), "largest image in pixels, checked before decoding; larger get 413 (env MAX_PIXELS)")
 	fs.Int64Var(&maxScans, "max-jpeg-scans", envInt("MAX_JPEG_SCANS", 100), "JPEGs with more scans get 413 (env MAX_JPEG_SCANS)")
 	fs.Int64Var(&maxInFlight, "max-inflight", envInt("MAX_INFLIGHT", 64), "requests holding their image, waiting for or using a worker; more get 503 (env MAX_INFLIGHT)")
-	fs.Int64Var(&workers, "workers", envInt("WORKERS", 0), "requests decoding or inferring at once, and onnxruntime sessions (env WORKERS; default GOMAXPROCS, one more with -compute-policy batch, fewer if the memory limit needs it)")
+	fs.Int64Var(&workers, "workers", envInt("WORKERS", 0), "requests decoding or inferring at once, and onnxruntime sessions (env WORKERS; default GOMAXPROCS, fewer if the memory limit needs it)")
 	fs.Int64Var(&maxConns, "max-connections", envInt("MAX_CONNECTIONS", 1024), "open connections; more wait in the listen backlog (env MAX_CONNECTIONS)")
 	fs.DurationVar(&c.timeouts.ReadHeader, "read-header-timeout", envDuration("READ_HEADER_TIMEOUT", 5*time.Second), "env READ_HEADER_TIMEOUT")
 	fs.DurationVar(&c.timeouts.Read, "read-timeout", envDuration("READ_TIMEOUT", 15*time.Second), "whole request read (env READ_TIMEOUT)")
@@ -115,18 +111,11 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	fs.DurationVar(&c.timeouts.DrainDelay, "drain-delay", envDuration("DRAIN_DELAY", 5*time.Second), "after SIGTERM: not ready but still serving, before closing the listener (env DRAIN_DELAY)")
 	fs.DurationVar(&c.timeouts.ShutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", 20*time.Second), "then: time for in-flight requests to finish (env SHUTDOWN_GRACE)")
 	logLevel := fs.String("log-level", envString("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	computePolicy := fs.String("compute-policy", envString("COMPUTE_POLICY", "batch"), "scheduling policy of the threads decoding and inferring: batch (network work runs first) or normal (env COMPUTE_POLICY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("-log-level (LOG_LEVEL) = %q: want debug, info, warn or error", *logLevel))
-	}
-	switch *computePolicy {
-	case "batch", "normal":
-		c.batchCompute = *computePolicy == "batch"
-	default:
-		errs = append(errs, fmt.Errorf("%s = %q: want batch or normal", setting("compute-policy"), *computePolicy))
 	}
 	inRange := func(flagName string, v, lo, hi int64) {
 		if v < lo || v > hi {
@@ -162,11 +151,6 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	decode := preprocess.Limits{MaxPixels: c.limits.MaxPixels}.DecodeMemory()
 	if workers == 0 {
 		workers = int64(runtime.GOMAXPROCS(0))
-		if c.batchCompute {
-			// A batch thread is preempted whenever network work wakes: one
-			// worker more than CPUs keeps them computing meanwhile.
-			workers++
-		}
 		if memoryLimit > 0 {
 			fit := (memoryLimit - memoryBaseline - c.limits.MaxBufferedBytes) / decode
 			workers = max(min(workers, fit), 1)
@@ -234,12 +218,6 @@ func main() {
 		debug.SetMemoryLimit(cfg.goMemoryLimit)
 		logger.Info("memory limit", "container_bytes", memoryLimit, "go_bytes", cfg.goMemoryLimit)
 	}
-	if cfg.batchCompute {
-		if err := schedbatch.Probe(); err != nil {
-			logger.Warn("decoding and inference run with the normal scheduling policy", "err", err)
-			cfg.batchCompute = false
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, cfg, logger, started); err != nil {
@@ -256,9 +234,6 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 		return err
 	}
 	srv := server.New(cfg.limits, logger)
-	if cfg.batchCompute {
-		srv.RunComputeWith(schedbatch.Run)
-	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln, cfg.timeouts) }()
 
@@ -271,7 +246,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 	}
 	srv.SetModel(model)
 	logger.Info("model loaded", "model", cfg.modelPath, "labels", model.Labels(),
-		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers, "gomaxprocs", runtime.GOMAXPROCS(0), "batch_compute", cfg.batchCompute,
+		"onnxruntime", classifier.RuntimeVersion(), "workers", cfg.limits.Workers, "gomaxprocs", runtime.GOMAXPROCS(0),
 		"startup_ms", float64(time.Since(started).Microseconds())/1000)
 	if err := <-served; err != nil {
 		// Handlers may still be running (the grace period ran out): leave

@@ -199,10 +199,6 @@ func TestSchedulerProcs(t *testing.T) {
 			if got, _ := entry["gomaxprocs"].(float64); int(got) != tc.want || entry["workers"] != float64(3) {
 				t.Errorf("%v: gomaxprocs %v, workers %v; want %d and 3", tc.env, entry["gomaxprocs"], entry["workers"], tc.want)
 			}
-			// The default policy, and this process may use it (the probe).
-			if entry["batch_compute"] != true {
-				t.Errorf("%v: batch_compute %v, want true", tc.env, entry["batch_compute"])
-			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("%v: no \"model loaded\" log line after 20s", tc.env)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +64,6 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"-idle-timeout", "0"}, want: "-idle-timeout (IDLE_TIMEOUT) = 0s: out of range"},
 		{args: []string{"-shutdown-grace", "0"}, want: "-shutdown-grace (SHUTDOWN_GRACE) = 0s: out of range"},
 		{args: []string{"-drain-delay", "-1s"}, want: "-drain-delay (DRAIN_DELAY) = -1s: out of range"},
-		{env: map[string]string{"COMPUTE_POLICY": "fifo"}, want: `-compute-policy (COMPUTE_POLICY) = "fifo": want batch or normal`},
 	} {
 		_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, 0)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -89,28 +87,5 @@ func TestConfigFitsTheMemoryLimit(t *testing.T) {
 	_, err = parseConfig([]string{"-workers", "8"}, noEnv, 256*mib)
 	if err == nil || !strings.Contains(err.Error(), "over the container's memory limit of 256 MiB") || !strings.Contains(err.Error(), "-workers (WORKERS) 8") {
 		t.Errorf("8 workers under 256 MiB: err = %v", err)
-	}
-}
-
-// TestConfigComputePolicy: decoding and inference run at batch priority by
-// default, with one worker more than CPUs; normal keeps one a CPU.
-func TestConfigComputePolicy(t *testing.T) {
-	cpus := runtime.GOMAXPROCS(0)
-	for _, tc := range []struct {
-		policy  string
-		batch   bool
-		workers int
-	}{
-		{"", true, cpus + 1},
-		{"batch", true, cpus + 1},
-		{"normal", false, cpus},
-	} {
-		c, err := parseConfig(nil, func(k string) string { return map[string]string{"COMPUTE_POLICY": tc.policy}[k] }, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.batchCompute != tc.batch || c.limits.Workers != tc.workers {
-			t.Errorf("COMPUTE_POLICY=%q: batch %v, workers %d; want %v, %d", tc.policy, c.batchCompute, c.limits.Workers, tc.batch, tc.workers)
-		}
 	}
 }

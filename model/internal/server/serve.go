@@ -74,6 +74,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, t Timeouts) error {
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	s.Close() // no request is left
 	s.log.Info("shutdown: complete")
 	return nil
 }

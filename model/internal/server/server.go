@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +37,7 @@ type Limits struct {
 	MaxPixels        int64 // larger images (by their header) get 413, before decoding
 	MaxJPEGScans     int   // JPEGs with more scans get 413 (each scan may cost a pass over the image)
 	MaxInFlight      int   // requests holding their image, waiting for or using a worker; 503 past it
-	Workers          int   // requests decoding or inferring at the same time (CPU-bound)
+	Workers          int   // requests decoding or inferring at the same time (CPU-bound), each on a thread of its own
 	MaxConnections   int   // open connections; more wait in the listen backlog
 }
 
@@ -52,9 +51,6 @@ type loaded struct {
 	quoted [][]byte
 }
 
-// inputs recycles model input tensors: one is in use per worker.
-var inputs = sync.Pool{New: func() any { return new([preprocess.Len]float32) }}
-
 // Server serves one Predictor. Create it with New.
 type Server struct {
 	limits   Limits
@@ -66,18 +62,17 @@ type Server struct {
 	model    atomic.Pointer[loaded] // nil until SetModel
 	bodies   byteBudget             // bytes of request bodies held
 	inFlight chan struct{}          // a token per request holding its image
-	cpu      chan struct{}          // a token per request decoding or inferring
+	pool     workerPool             // decoding and inference
 
 	// workTimeout bounds the work for one request: past the server's write
 	// timeout its answer could not be written anyway. Set by Serve, to
 	// 9/10 of it.
 	workTimeout time.Duration
-	draining    atomic.Bool  // shutdown has begun
-	runCompute  func(func()) // runs a request's decoding and inference
+	draining    atomic.Bool // shutdown has begun
 }
 
-// New returns a Server. It is not ready, and answers /predict with 503,
-// until SetModel.
+// New returns a Server and starts its workers (Close stops them). It is
+// not ready, and answers /predict with 503, until SetModel.
 func New(limits Limits, logger *slog.Logger) *Server {
 	limits.MaxInFlight = max(limits.MaxInFlight, 1)
 	limits.Workers = max(limits.Workers, 1)
@@ -89,24 +84,17 @@ func New(limits Limits, logger *slog.Logger) *Server {
 	}
 	registry := prometheus.NewRegistry()
 	s := &Server{
-		limits:     limits,
-		log:        logger,
-		registry:   registry,
-		docs:       mustDocs(),
-		bodies:     byteBudget{max: limits.MaxBufferedBytes},
-		inFlight:   make(chan struct{}, limits.MaxInFlight),
-		cpu:        make(chan struct{}, limits.Workers),
-		runCompute: func(compute func()) { compute() },
+		limits:   limits,
+		log:      logger,
+		registry: registry,
+		docs:     mustDocs(),
+		bodies:   byteBudget{max: limits.MaxBufferedBytes},
+		inFlight: make(chan struct{}, limits.MaxInFlight),
 	}
 	s.metrics = newMetrics(registry, &s.bodies)
+	s.startWorkers()
 	return s
 }
-
-// RunComputeWith makes the server run each request's decoding and
-// inference through run, which must call its argument once: on a thread of
-// lower scheduling priority, for instance (schedbatch.Run). Call it before
-// serving.
-func (s *Server) RunComputeWith(run func(func())) { s.runCompute = run }
 
 // SetModel makes the server serve model, and ready.
 func (s *Server) SetModel(model Predictor) {
@@ -231,19 +219,9 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, errBusy("server is at its limit of %d queued predictions; retry later", s.limits.MaxInFlight))
 		return
 	}
-	// Decoding and inference are CPU-bound: run as many as there are workers.
-	select {
-	case s.cpu <- struct{}{}:
-		defer func() { <-s.cpu }()
-	case <-ctx.Done():
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "request cancelled while waiting: %v", ctx.Err())
-		return
-	}
-
-	var pred classifier.Prediction
-	var err error
-	s.runCompute(func() { pred, err = s.predict(ctx, model, data) })
+	// Decoding and inference are CPU-bound: the workers take them in
+	// arrival order.
+	pred, err := s.compute(ctx, model, data)
 	var failed *inferenceError
 	switch {
 	case err == nil:
@@ -277,19 +255,20 @@ type inferenceError struct{ err error }
 
 func (e *inferenceError) Error() string { return e.err.Error() }
 
-// predict decodes data and runs the model on it: the CPU-bound part of a
-// request, run through runCompute.
-func (s *Server) predict(ctx context.Context, model *loaded, data []byte) (classifier.Prediction, error) {
-	input := inputs.Get().(*[preprocess.Len]float32)
-	defer inputs.Put(input)
+// predict decodes data into input and runs the model on it: the CPU-bound
+// part of a request, run by a worker.
+func (s *Server) predict(ctx context.Context, model *loaded, data []byte, input []float32) (classifier.Prediction, error) {
+	if err := ctx.Err(); err != nil {
+		return classifier.Prediction{}, err // cancelled while queued
+	}
 	start := time.Now()
-	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input[:])
+	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input)
 	s.metrics.preprocess.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return classifier.Prediction{}, err
 	}
 	start = time.Now()
-	pred, err := model.Predict(ctx, input[:])
+	pred, err := model.Predict(ctx, input)
 	s.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return classifier.Prediction{}, &inferenceError{err}

@@ -16,7 +16,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +54,7 @@ func (f fakeModel) Predict(ctx context.Context, input []float32) (classifier.Pre
 
 func newServer(t testing.TB, model server.Predictor, limits server.Limits) (*server.Server, *httptest.Server) {
 	srv := server.New(limits, quietLog)
+	t.Cleanup(srv.Close) // after ts.Close (cleanups run last first): no request is left
 	if model != nil {
 		srv.SetModel(model)
 	}
@@ -139,6 +140,7 @@ func get(t *testing.T, url string) (*http.Response, string) {
 
 func TestEndpoints(t *testing.T) {
 	srv := server.New(testLimits, quietLog)
+	defer srv.Close()
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 
@@ -357,6 +359,7 @@ func FuzzPredict(f *testing.F) {
 	f.Add([]byte("GIF89a\x01\x00\x01\x00"), true)
 	f.Add([]byte{}, false)
 	srv := server.New(server.Limits{MaxBodyBytes: 1 << 20, MaxBufferedBytes: 4 << 20, MaxPixels: 1 << 20, MaxJPEGScans: 50, MaxInFlight: 4, Workers: 1}, quietLog)
+	f.Cleanup(srv.Close)
 	srv.SetModel(fakeModel{})
 	handler := srv.Handler()
 	f.Fuzz(func(t *testing.T, data []byte, asMultipart bool) {
@@ -389,6 +392,7 @@ func BenchmarkPredictHTTP(b *testing.B) {
 	limits := testLimits
 	limits.MaxInFlight = 1024
 	srv := server.New(limits, quietLog)
+	defer srv.Close()
 	srv.SetModel(model)
 	handler := srv.Handler()
 	data := testruntime.LoadParity(b).Images[0].Data
@@ -406,40 +410,52 @@ func BenchmarkPredictHTTP(b *testing.B) {
 	})
 }
 
-// insideRunner is a model that checks it runs inside the compute runner.
-type insideRunner struct {
+// threadModel records the thread each prediction runs on.
+type threadModel struct {
 	fakeModel
-	t      *testing.T
-	inside *atomic.Bool
+	threads chan<- int
 }
 
-func (m insideRunner) Predict(ctx context.Context, input []float32) (classifier.Prediction, error) {
-	if !m.inside.Load() {
-		m.t.Error("inference ran outside the compute runner")
-	}
+func (m threadModel) Predict(ctx context.Context, input []float32) (classifier.Prediction, error) {
+	m.threads <- syscall.Gettid()
 	return m.fakeModel.Predict(ctx, input)
 }
 
-// TestComputeRunsThroughTheRunner: each prediction's decoding and
-// inference run through the runner given to RunComputeWith (main gives
-// schedbatch.Run), once a request; refused requests never reach it.
-func TestComputeRunsThroughTheRunner(t *testing.T) {
-	var inside atomic.Bool
-	var calls atomic.Int32
-	srv, ts := newServer(t, insideRunner{t: t, inside: &inside}, testLimits)
-	srv.RunComputeWith(func(compute func()) {
-		calls.Add(1)
-		inside.Store(true)
-		defer inside.Store(false)
-		compute()
-	})
-	if status, p, _ := post(t, ts.URL, "image/png", bytes.NewReader(tinyPNG(t))); status != http.StatusOK || p.Prediction != "Mars" {
-		t.Fatalf("predict: %d %+v", status, p)
+// TestWorkersOwnTheirThreads: decoding and inference run only on the
+// workers' own threads (one each, for good), and refused requests never
+// reach a worker.
+func TestWorkersOwnTheirThreads(t *testing.T) {
+	limits := testLimits
+	limits.Workers = 3
+	srv := server.New(limits, quietLog)
+	defer srv.Close()
+	threads := make(chan int, 100)
+	srv.SetModel(threadModel{threads: threads})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	var wg sync.WaitGroup
+	for range 60 {
+		wg.Go(func() {
+			if status, p, _ := post(t, ts.URL, "image/png", bytes.NewReader(tinyPNG(t))); status != http.StatusOK || p.Prediction != "Mars" {
+				t.Errorf("predict: %d %+v", status, p)
+			}
+		})
 	}
+	wg.Wait()
 	if status, _, _ := post(t, ts.URL, "text/plain", strings.NewReader("not an image")); status != http.StatusUnsupportedMediaType {
 		t.Errorf("text/plain: %d, want 415", status)
 	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("runner called %d times, want 1 (the refused request must not reach it)", n)
+	close(threads)
+	seen := map[int]int{}
+	n := 0
+	for tid := range threads {
+		seen[tid]++
+		n++
+	}
+	if n != 60 {
+		t.Errorf("%d predictions, want 60 (the refused request must not reach a worker)", n)
+	}
+	if len(seen) > limits.Workers {
+		t.Errorf("predictions ran on %d threads, want at most one a worker (%d): %v", len(seen), limits.Workers, seen)
 	}
 }

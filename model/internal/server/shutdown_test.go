@@ -43,6 +43,7 @@ func TestGracefulShutdown(t *testing.T) {
 	model := testruntime.LoadModel(t, 2)
 	var predicted atomic.Int64
 	srv := server.New(testLimits, quietLog)
+	defer srv.Close() // Serve closes it after a clean shutdown; this is for the failures
 	srv.SetModel(slowModel{Predictor: model, delay: 5 * time.Millisecond, predicted: &predicted})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
