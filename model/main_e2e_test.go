@@ -151,9 +151,9 @@ func TestReadyzWhileTheModelLoads(t *testing.T) {
 	}
 }
 
-// TestSchedulerProcs: unless GOMAXPROCS is set, the server runs a P for
-// each worker on top of the CPUs (decoding and inference hold theirs while
-// in C); an explicit GOMAXPROCS is kept.
+// TestSchedulerProcs: the server runs a P for each worker on top of
+// GOMAXPROCS (the environment's, or the runtime's default): the workers
+// hold theirs while in C, and the HTTP side keeps its own.
 func TestSchedulerProcs(t *testing.T) {
 	testruntime.Init(t)
 	cpus := runtime.GOMAXPROCS(0)
@@ -165,7 +165,7 @@ func TestSchedulerProcs(t *testing.T) {
 		want int
 	}{
 		{[]string{"WORKERS=3"}, cpus + 3},
-		{[]string{"WORKERS=3", "GOMAXPROCS=2"}, 2},
+		{[]string{"WORKERS=3", "GOMAXPROCS=2"}, 2 + 3},
 	} {
 		var env []string
 		for _, kv := range os.Environ() {
