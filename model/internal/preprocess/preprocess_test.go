@@ -77,19 +77,34 @@ func TestAreaResizeOfConstantIsConstant(t *testing.T) {
 // weighted float64 sums of the general path.
 func TestBlockResizeIsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, size := range [][2]int{{128, 128}, {32, 32}, {64, 256}, {512, 128}} {
-		img := image.NewGray(image.Rect(0, 0, size[0], size[1]))
-		for i := range img.Pix {
-			img.Pix[i] = uint8(rng.IntN(256))
+	// 8192 rows: bands of 256, the most the 16-bit lanes hold; 16384:
+	// bands of 512, summed pixel by pixel. Bright images fill the lanes.
+	for _, size := range [][2]int{{128, 128}, {32, 32}, {64, 256}, {512, 128}, {32, 8192}, {32, 16384}} {
+		for _, bright := range []bool{false, true} {
+			img := image.NewGray(image.Rect(0, 0, size[0]+8, size[1]+3))
+			for i := range img.Pix {
+				img.Pix[i] = uint8(rng.IntN(256))
+				if bright {
+					img.Pix[i] = 255 - uint8(rng.IntN(2))
+				}
+			}
+			// A sub-image: a stride wider than the width, an offset start.
+			checkBlocksExact(t, img.SubImage(image.Rect(5, 2, 5+size[0], 2+size[1])).(*image.Gray))
 		}
-		blocks := make([]float32, preprocess.Len)
-		preprocess.Into(img, blocks)
-		gray, w, h := preprocess.Gray(img)
-		general := make([]float32, preprocess.Len)
-		preprocess.Resize(gray, w, h, general)
-		if !slices.Equal(blocks, general) {
-			t.Errorf("%dx%d: block sums differ from the weighted sums", w, h)
-		}
+	}
+}
+
+// checkBlocksExact compares the block path (Into a gray image) with the
+// general weighted sums (Resize).
+func checkBlocksExact(t *testing.T, img *image.Gray) {
+	t.Helper()
+	blocks := make([]float32, preprocess.Len)
+	preprocess.Into(img, blocks)
+	gray, w, h := preprocess.Gray(img)
+	general := make([]float32, preprocess.Len)
+	preprocess.Resize(gray, w, h, general)
+	if !slices.Equal(blocks, general) {
+		t.Errorf("%dx%d: block sums differ from the weighted sums", w, h)
 	}
 }
 
