@@ -427,6 +427,7 @@ func (m threadModel) Predict(ctx context.Context, input []float32) (classifier.P
 func TestWorkersOwnTheirThreads(t *testing.T) {
 	limits := testLimits
 	limits.Workers = 3
+	limits.MaxInFlight = 100 // every request gets in
 	srv := server.New(limits, quietLog)
 	defer srv.Close()
 	threads := make(chan int, 100)
