@@ -10,8 +10,11 @@
 #                                        python3-pil python3-fastapi
 #                                        python3-uvicorn python3-multipart)
 # Env: BENCH_DURATION (10s), BENCH_CONCURRENCY (1,32), PLANETS_DATA, PEER,
-#      BENCH_WRK=1 to generate the load with wrk (Debian package wrk) and
-#      hack/predict.lua instead of the built-in Go client.
+#      BENCH_CLIENT: wrk (Debian package wrk, with hack/predict.lua; the
+#      default when installed) or go (the built-in Go client). The load
+#      generator shares the machine's cores with the server: wrk costs about
+#      25 us of CPU a request, the Go client about 4 times that (each run
+#      prints it), which the server then does not have.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd -P)"
@@ -37,8 +40,21 @@ echo "== per-request stages, ours (go test -bench; 128x128 JPEG)"
 echo "== per-request stages, peer"
 PEER="$peer" /usr/bin/python3 "$here/peer_stages.py" "$onnx" "$labels" "$images" "$data" 2000
 
+client="${BENCH_CLIENT:-wrk}"
+if [ "${BENCH_WRK:-}" = 1 ]; then client=wrk; fi # the older switch
+if [ "$client" = wrk ] && ! command -v wrk >/dev/null; then
+	echo "bench: wrk is not installed (Debian package wrk): the built-in Go client generates the load" >&2
+	client=go
+fi
 load=()
-if [ "${BENCH_WRK:-}" = 1 ]; then load=(-wrk "$(command -v wrk)" -wrk-script "$here/predict.lua"); fi
+case "$client" in
+wrk) load=(-wrk "$(command -v wrk)" -wrk-script "$here/predict.lua") ;;
+go) ;;
+*)
+	echo "bench: BENCH_CLIENT=$client: want wrk or go" >&2
+	exit 2
+	;;
+esac
 
 echo "== load: POST /predict multipart, $duration per level, clients $levels${load:+ (wrk)}"
 "$tmp/bench" -name ours -port 18080 -ready /readyz -images "$images" -root "$data" \

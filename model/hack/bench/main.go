@@ -91,20 +91,22 @@ func main() {
 		go samplePeakRSS(cmd.Process.Pid, stop, peak)
 		cpuBefore := cpuTime(cmd.Process.Pid)
 		if *wrk != "" {
-			out, requests, err := runWrk(*wrk, *wrkScript, base, clients, *duration, *images, *root, *maxImages)
+			out, requests, loadCPU, err := runWrk(*wrk, *wrkScript, base, clients, *duration, *images, *root, *maxImages)
 			close(stop)
 			if err != nil {
 				fatal(err)
 			}
-			fmt.Printf("%s: %2d clients (wrk): %s  server CPU/request %.0f us  peak RSS %.1f MiB\n", *name, clients, out,
-				perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, requests), <-peak)
+			fmt.Printf("%s: %2d clients (wrk): %s  server CPU/request %.0f us  load generator CPU/request %.0f us  peak RSS %.1f MiB\n", *name, clients, out,
+				perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, requests), perRequestMicros(loadCPU, requests), <-peak)
 			continue
 		}
+		loadBefore := ownCPUTime()
 		r := run(base, bodies, clients, *duration, *maxRequests)
+		loadCPU := ownCPUTime() - loadBefore
 		close(stop)
-		fmt.Printf("%s: %2d clients: %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d ok, %d failed, %.1fs)  server CPU/request %.0f us  peak RSS %.1f MiB\n",
+		fmt.Printf("%s: %2d clients: %7.0f req/s  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%d ok, %d failed, %.1fs)  server CPU/request %.0f us  load generator CPU/request %.0f us  peak RSS %.1f MiB\n",
 			*name, clients, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.ok, r.failed, r.elapsed.Seconds(),
-			perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, r.ok+r.failed), <-peak)
+			perRequestMicros(cpuTime(cmd.Process.Pid)-cpuBefore, r.ok+r.failed), perRequestMicros(loadCPU, r.ok+r.failed), <-peak)
 	}
 }
 
@@ -168,15 +170,18 @@ func run(base string, bodies []body, clients int, d time.Duration, maxRequests i
 }
 
 // runWrk runs wrk with the predict.lua script and returns its summary lines.
-func runWrk(wrk, script, base string, clients int, d time.Duration, list, root string, maxImages int) (string, int64, error) {
+// It also returns the CPU time wrk used.
+func runWrk(wrk, script, base string, clients int, d time.Duration, list, root string, maxImages int) (string, int64, time.Duration, error) {
 	absList, _ := filepath.Abs(list)
 	absRoot, _ := filepath.Abs(root)
-	out, err := exec.Command(wrk, "-t", strconv.Itoa(min(clients, 2)), "-c", strconv.Itoa(clients),
+	cmd := exec.Command(wrk, "-t", strconv.Itoa(min(clients, 2)), "-c", strconv.Itoa(clients),
 		"-d", fmt.Sprintf("%ds", max(1, int(d.Seconds()))), "--timeout", "10s", "-s", script, base,
-		"--", absList, absRoot, strconv.Itoa(maxImages)).CombinedOutput()
+		"--", absList, absRoot, strconv.Itoa(maxImages))
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", 0, fmt.Errorf("wrk: %v: %s", err, out)
+		return "", 0, 0, fmt.Errorf("wrk: %v: %s", err, out)
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var summary []string
 	var requests int64
 	for _, line := range strings.Split(string(out), "\n") {
@@ -185,7 +190,7 @@ func runWrk(wrk, script, base string, clients int, d time.Duration, list, root s
 			fmt.Sscanf(rest, "%d requests", &requests)
 		}
 	}
-	return strings.Join(summary, "; "), requests, nil
+	return strings.Join(summary, "; "), requests, cpu, nil
 }
 
 func loadBodies(list, root string, limit int) ([]body, error) {
@@ -277,6 +282,16 @@ func cpuTime(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// ownCPUTime is the user+system CPU time this process (the Go load
+// generator) has used.
+func ownCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func perRequestMicros(cpu time.Duration, requests int64) float64 {
