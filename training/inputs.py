@@ -1,4 +1,5 @@
-"""Model inputs of encoded images, by the training code's preprocessing, for
+"""Model inputs of encoded images, by the training code's preprocessing
+(preprocess.py: Pillow and numpy, no torch), for
 the Go server's parity test over the whole dataset
 (model/internal/preprocess: TestDatasetParity).
 
@@ -9,13 +10,11 @@ PATHS: one image path a line. INPUTS: for each, 1024 little-endian float32
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import planets  # noqa: E402
+import preprocess  # noqa: E402
 
 out = sys.stdout.buffer
 for path in sys.stdin.read().splitlines():
     with open(path, "rb") as f:
-        x = planets.preprocess(f.read())
+        x = preprocess.preprocess(f.read())
     out.write(x.astype("<f4").tobytes())
