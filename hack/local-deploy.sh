@@ -12,11 +12,17 @@
 #
 #   hack/local-deploy.sh [-serve] [image]
 #
-# Needs Docker (Debian's docker.io); starts dockerd when none answers, and
-# stops it again at the end. The first run builds the toolchain (~19 min on
-# 2 cores) and the stand-in bases (~10 min), both cached after.
+# Installs the system packages it needs (hack/deps.sh deploy: Docker, runc,
+# the CNI plugins, iptables, debootstrap, npm); starts dockerd when no engine
+# answers, and stops it again at the end. The first run builds the toolchain
+# and the stand-in bases, both cached after (README "On a fresh machine").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "local-deploy.sh: needs root (the real node runs containers, and Docker builds the image); run: sudo $0 $*" >&2
+	exit 1
+fi
+hack/deps.sh deploy
 if ! docker version >/dev/null 2>&1; then
 	hack/dockerd.sh start
 	trap 'hack/dockerd.sh stop' EXIT

@@ -33,6 +33,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 main() {
 
 log() { echo "stand-in-bases.sh: $*" >&2; }
+started=$SECONDS
+# step K TEXT: progress of a cold run, K of the 4 steps, with the time so far.
+step() { log "($1/4, $((SECONDS - started))s) $2"; }
 die() { log "$*"; exit 1; }
 
 suite=bookworm
@@ -46,7 +49,9 @@ go_version=$(awk '$1 == "toolchain" { print $2; found = 1; exit } END { if (!fou
 # The mirror's state for the suite: the Date of the Release file apt last
 # fetched (none when apt-get update never ran).
 release_date=$(cat /var/lib/apt/lists/*_dists_${suite}_InRelease 2>/dev/null | sed -n 's/^Date: //p' | head -n 1)
-key=$( { cat "${BASH_SOURCE[0]}"; echo "$go_version $(uname -m) $release_date"; } | sha256sum | cut -c1-16)
+# (The script without its comments and progress lines: editing those
+# rebuilds nothing.)
+key=$( { grep -v -E '^[[:space:]]*(#|log |step )' "${BASH_SOURCE[0]}"; echo "$go_version $(uname -m) $release_date"; } | sha256sum | cut -c1-16)
 build_image="mlops-stand-in/build:$key"
 runtime_image="mlops-stand-in/runtime:$key"
 cache="${MLOPS_CACHE:-$HOME/.cache/mlops}/stand-in-bases/$key"
@@ -104,7 +109,8 @@ if [ ! -f "$cache/build.tar" ]; then
 	url=$(mirror | head -n 1)
 	[ -n "$url" ] || die "no apt source for $suite in /etc/apt/sources.list{,.d}: debootstrap needs a Debian mirror"
 
-	log "Go $go_version: the toolchain module from the Go module proxy"
+	log "not cached: making the bases (cold, about 10 min; cached in $cache and in the Docker engine after)"
+	step 1 "Go $go_version: the toolchain module from the Go module proxy"
 	goroot=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "golang.org/toolchain@v0.0.1-$go_version.linux-amd64" |
 		sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 	[ -f "$goroot/bin/go" ] || die "the Go toolchain module $go_version has no bin/go (in '$goroot')"
@@ -112,7 +118,7 @@ if [ ! -f "$cache/build.tar" ]; then
 	# debootstrap lays down minbase; apt inside it installs the rest, in the
 	# order dpkg needs (debootstrap's own --include fails configuring npm's
 	# many dependencies).
-	log "debootstrap $suite (minbase), then apt-get install ${build_packages//,/ }; several minutes"
+	step 2 "debootstrap $suite (minbase), then apt-get install ${build_packages//,/ }; several minutes"
 	debootstrap --variant=minbase "$suite" "$root" "$url" >"$work/debootstrap.log" 2>&1 ||
 		failed "$work/debootstrap.log" "debootstrap $suite failed"
 	cp /etc/resolv.conf "$root/etc/resolv.conf"
@@ -141,7 +147,7 @@ if [ ! -f "$cache/runtime.tar" ]; then
 		mkdir -p "$root"
 		tar --numeric-owner -C "$root" -xf "$cache/build.tar"
 	fi
-	log "runtime: the files of ${runtime_packages// /, } from the build root"
+	step 3 "runtime: the files of ${runtime_packages// /, } from the build root"
 	rt="$work/runtime"
 	mkdir -p "$rt"
 	# bookworm's merged /usr: /bin, /lib, ... are links into /usr.
@@ -177,7 +183,7 @@ if [ ! -f "$cache/runtime.tar" ]; then
 	mv "$work/runtime.tar" "$cache/"
 fi
 
-log "importing $build_image and $runtime_image into the Docker engine"
+step 4 "importing $build_image and $runtime_image into the Docker engine"
 docker import \
 	--change 'ENV PATH=/usr/local/go/bin:/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'ENV GOPATH=/go' --change 'ENV GOTOOLCHAIN=local' \
@@ -188,6 +194,7 @@ docker import \
 	--change 'ENV PATH=/usr/local/bin:/usr/bin:/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
 	--message "stand-in for gcr.io/distroless/cc-debian12:nonroot, made by hack/stand-in-bases.sh" \
 	"$cache/runtime.tar" "$runtime_image" >/dev/null
+log "ready in $((SECONDS - started))s: $build_image, $runtime_image (root filesystems cached in $cache)"
 print_args
 }
 

@@ -3,7 +3,8 @@
 #
 #   hack/test.sh
 #
-# 1. installs what the tests need, each pinned and cached under
+# 1. installs what the tests need: the system packages (hack/deps.sh), and,
+#    each pinned and cached under
 #    ${MLOPS_CACHE:-$HOME/.cache/mlops}: actionlint, the onnxruntime library,
 #    and the toolchain of the end-to-end test (pulumi CLI, Kubernetes provider,
 #    local control plane; ~19 min the first time on 2 cores, 0.04 s after);
@@ -16,6 +17,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+# The system packages (silent when all are there; installs what is missing as
+# root or with password-less sudo, else fails naming the packages).
+hack/deps.sh full
 
 step "formatting"
 unformatted=$(gofmt -l $(git ls-files '*.go'))

@@ -41,31 +41,22 @@ jobs=${MLOPS_TOOLCHAIN_JOBS:-2}
 
 log() { printf '[toolchain %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# The key covers everything that changes the output: pins and build commands
-# (this script without its comments, so editing prose rebuilds nothing), Go
-# toolchain and platform, and the nested modules' sources (not the ignored
-# schema copies, which are derived from the pinned provider module).
-cache_key() {
-	{
-		grep -v '^[[:space:]]*#' "${BASH_SOURCE[0]}"
-		go env GOVERSION GOOS GOARCH CGO_ENABLED
-		(cd "$modules_dir" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum)
-	} | sha256sum | cut -c1-16
+# go_build MODULE_DIR LDFLAGS OUTPUT PACKAGE...: the one compile command.
+go_build() {
+	local module_dir=$1 ldflags=$2 output=$3
+	shift 3
+	(cd "$module_dir" && go build -buildvcs=false -ldflags "$ldflags" -o "$output" "$@")
 }
-
-cache_root=${MLOPS_CACHE:-$HOME/.cache/mlops}
-bin_dir="$cache_root/toolchain/$(cache_key)/bin"
-mkdir -p "$bin_dir"
-# Temporary build dirs of runs that were killed (a live run's are younger).
-find "$bin_dir" -maxdepth 1 -name '.build.*' -mmin +720 -exec rm -rf {} +
 
 # build_binaries MODULE_DIR LDFLAGS NAME=PACKAGE... builds the packages in
 # module MODULE_DIR in one `go build` (so shared packages compile once) into a
-# temporary directory next to bin_dir, then renames each into bin_dir.
+# temporary directory next to bin_dir, then renames each into bin_dir. While
+# it compiles it says so once a minute, so a cold run is never silent for
+# long.
 build_binaries() {
 	local module_dir=$1 ldflags=$2
 	shift 2
-	local missing=() packages=() spec name
+	local missing=() packages=() spec name build=${module_dir##*/}
 	for spec in "$@"; do
 		name=${spec%%=*}
 		[[ -x "$bin_dir/$name" ]] && continue
@@ -74,24 +65,33 @@ build_binaries() {
 	done
 	((${#missing[@]})) || return 0
 
-	local tmp_dir started
+	local tmp_dir started step="(${build_index[$build]:-?}/${#planned[@]})" ticker
 	tmp_dir=$(mktemp -d "$bin_dir/.build.XXXXXX") || return 1
 	started=$SECONDS
-	log "building ${missing[*]} (module hack/toolchain/${module_dir##*/})"
+	log "$step building ${missing[*]} (module hack/toolchain/$build)"
+	(
+		while sleep 60; do
+			kill -0 $$ 2>/dev/null || exit 0
+			log "$step still building $build: $(((SECONDS - started) / 60)) min so far, $(((SECONDS - toolchain_started) / 60)) min in all"
+		done
+	) &
+	ticker=$!
 	# One package: name the output explicitly. Several: `-o DIR/` names each
 	# binary after the last element of its import path.
 	local output="$tmp_dir/"
 	if ((${#packages[@]} == 1)); then output="$tmp_dir/${missing[0]}"; fi
-	if ! (cd "$module_dir" && go build -buildvcs=false -ldflags "$ldflags" -o "$output" "${packages[@]}"); then
+	if ! go_build "$module_dir" "$ldflags" "$output" "${packages[@]}"; then
+		kill "$ticker" 2>/dev/null
 		rm -rf "$tmp_dir"
-		log "FAILED: ${missing[*]}"
+		log "$step FAILED: ${missing[*]}"
 		return 1
 	fi
+	kill "$ticker" 2>/dev/null
 	for name in "${missing[@]}"; do
 		mv -f "$tmp_dir/$name" "$bin_dir/$name" || return 1
 	done
 	rm -rf "$tmp_dir"
-	log "built ${missing[*]} in $((SECONDS - started))s"
+	log "$step built ${missing[*]} in $((SECONDS - started))s"
 }
 
 build_pulumi() {
@@ -158,10 +158,59 @@ build_metrics_server() {
 	build_binaries "$modules_dir/metrics-server" "" metrics-server=sigs.k8s.io/metrics-server/cmd/metrics-server
 }
 
+# The key covers everything that changes the output and nothing else: the
+# pins, the build commands (the functions that run `go build`, as bash prints
+# them: editing comments or the progress log rebuilds nothing), Go toolchain
+# and platform, and the nested modules' sources (not the ignored schema
+# copies, which are derived from the pinned provider module).
+cache_key() {
+	{
+		echo "$PULUMI_VERSION $KUBERNETES_PROVIDER_VERSION $KUBERNETES_PROVIDER_MODULE $KUBERNETES_VERSION $CONTAINERD_VERSION"
+		declare -f go_build build_pulumi build_kubernetes_provider build_etcd build_kubernetes \
+			build_containerd build_kwok build_metrics_server
+		go env GOVERSION GOOS GOARCH CGO_ENABLED
+		(cd "$modules_dir" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs sha256sum)
+	} | sha256sum | cut -c1-16
+}
+
+cache_root=${MLOPS_CACHE:-$HOME/.cache/mlops}
+bin_dir="$cache_root/toolchain/$(cache_key)/bin"
+mkdir -p "$bin_dir"
+# Temporary build dirs of runs that were killed (a live run's are younger).
+find "$bin_dir" -maxdepth 1 -name '.build.*' -mmin +720 -exec rm -rf {} +
+
+# The builds, each a nested module, with the binaries it makes: the plan
+# (which builds are needed, k of n) is worked out before any starts, so the
+# log can say how far a cold run is.
+declare -A build_outputs=(
+	[etcd]="etcd"
+	[kwok]="kwok"
+	[pulumi]="pulumi"
+	[containerd]="containerd containerd-shim-runc-v2 ctr"
+	[metrics-server]="metrics-server"
+	[kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+	[kubernetes-provider]="pulumi-resource-kubernetes"
+)
+build_order=(etcd kwok kubernetes pulumi kubernetes-provider containerd metrics-server)
+declare -A build_index=()
+planned=()
+for build in "${build_order[@]}"; do
+	for name in ${build_outputs[$build]}; do
+		if [[ ! -x "$bin_dir/$name" ]]; then
+			planned+=("$build")
+			build_index[$build]=${#planned[@]}
+			break
+		fi
+	done
+done
+if ((${#planned[@]})); then
+	log "${#planned[@]} build(s) to do: ${planned[*]} (cold, about 25 min on 2 quiet cores; each is cached in $bin_dir once built)"
+fi
+
 # Two lanes of roughly equal cold cost (etcd+kwok+pulumi+containerd vs
 # kubernetes+provider), the control plane first; with one job everything runs
 # in order.
-started=$SECONDS
+toolchain_started=$SECONDS
 if ((jobs >= 2)); then
 	(build_etcd && build_kwok && build_pulumi && build_containerd && build_metrics_server) &
 	lane_a=$!
@@ -185,5 +234,8 @@ for name in pulumi pulumi-resource-kubernetes etcd kube-apiserver kube-controlle
 	kubelet kube-proxy containerd containerd-shim-runc-v2 ctr metrics-server; do
 	[[ -x "$bin_dir/$name" ]] || { log "missing $bin_dir/$name"; exit 1; }
 done
-log "toolchain ready in $((SECONDS - started))s: $bin_dir"
+# Quiet when warm: only a run that built something says so.
+if ((${#planned[@]})); then
+	log "toolchain ready in $(((SECONDS - toolchain_started) / 60)) min $(((SECONDS - toolchain_started) % 60)) s; cached for next time in $bin_dir"
+fi
 printf '%s\n' "$bin_dir"
