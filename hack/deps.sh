@@ -134,8 +134,10 @@ command -v apt-get >/dev/null || { log "missing ${missing[*]}, and there is no a
 log "installing ${#missing[@]} Debian package(s) for ${groups[*]}:"
 printf '  %s\n' "${reasons[@]}" >&2
 started=$SECONDS
-"${as_root[@]}" apt-get update -qq
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+# Wait for another apt (a second job on the same machine) rather than fail.
+apt_get=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+"${apt_get[@]}" update -qq
+"${apt_get[@]}" install -y -qq "${missing[@]}" >&2
 log "installed in $((SECONDS - started))s"
 
 # What was installed must now answer its probe: a package that installed
