@@ -135,9 +135,9 @@ log "installing ${#missing[@]} Debian package(s) for ${groups[*]}:"
 printf '  %s\n' "${reasons[@]}" >&2
 started=$SECONDS
 # Wait for another apt (a second job on the same machine) rather than fail.
-apt_get=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
-"${apt_get[@]}" update -qq
-"${apt_get[@]}" install -y -qq "${missing[@]}" >&2
+apt() { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+apt update -qq
+apt install -y -qq "${missing[@]}" >&2
 log "installed in $((SECONDS - started))s"
 
 # What was installed must now answer its probe: a package that installed

@@ -181,7 +181,7 @@ func trackedFiles(t *testing.T) []string {
 }
 
 var (
-	// exec.Command("x", ...), exec.CommandContext(ctx, "x", ...), exec.LookPath("x")
+	// exec.Command, exec.CommandContext and exec.LookPath with a literal name
 	goExec    = regexp.MustCompile(`exec\.(?:Command|LookPath)\(\s*"([^"]+)"|exec\.CommandContext\(\s*[A-Za-z_][A-Za-z0-9_.()]*,\s*"([^"]+)"`)
 	pyLiteral = regexp.MustCompile(`"([A-Za-z0-9_]+\.py)"`)
 )
