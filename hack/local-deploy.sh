@@ -13,7 +13,7 @@
 #   hack/local-deploy.sh [-serve] [image]
 #
 # Installs the system packages it needs (hack/deps.sh deploy: Docker, runc,
-# the CNI plugins, iptables, debootstrap, npm); starts dockerd when no engine
+# the CNI plugins, iptables, iproute2, debootstrap); starts dockerd when no engine
 # answers, and stops it again at the end. The first run builds the toolchain
 # and the stand-in bases, both cached after (README "On a fresh machine").
 set -euo pipefail
