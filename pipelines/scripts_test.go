@@ -20,19 +20,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/planets-mlops/deploy/internal/testenv"
 	"gopkg.in/yaml.v3"
 )
 
-// requireTool skips loudly when a command the script needs is missing, and
-// fails in CI, where .ci/run installs it.
+// requireTool: a command the script needs, which both test tiers install
+// (testenv.NeedCommand: missing, the test fails when a tier is set).
 func requireTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: CI must have it", name)
-		}
-		t.Skipf("SKIPPED: %s is not installed (apt-get install %s)", name, name)
-	}
+	testenv.NeedCommand(t, name)
 }
 
 // runBash runs a script with bash -eo pipefail (GitHub's shell: bash, and
