@@ -299,6 +299,7 @@ func (b *box) ghJob(w workflow, name string, ctx map[string]string, uses func(s 
 			}
 			continue
 		}
+		stepStart := time.Now()
 		env := map[string]string{}
 		for k, v := range s.Env {
 			env[k] = subst(v)
@@ -364,6 +365,7 @@ func (b *box) ghJob(w workflow, name string, ctx map[string]string, uses func(s 
 		if !ok {
 			state, anyFailed = "failure", true
 		}
+		t.Logf("TIMING %s job %s %s: %s in %.1f s", w.file, name, label, state, time.Since(stepStart).Seconds())
 		res.outcomes = append(res.outcomes, state)
 		if s.ID != "" {
 			outcome[s.ID] = state
