@@ -21,7 +21,7 @@ if [[ $(id -u) != 0 ]]; then
   as_root=(sudo --non-interactive)
 fi
 # Only Google's list: the runner's other sources need no refresh for this.
-list=$(grep -rlw 'cloud-sdk' /etc/apt/sources.list.d/ 2>/dev/null | head -n1 || true)
+list=$(grep -lw 'cloud-sdk' /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
 if [[ -n $list ]]; then
   "${as_root[@]}" apt-get update -qq -o Dir::Etc::sourcelist="$list" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
 else
