@@ -32,6 +32,7 @@ set -euo pipefail
 # package is present when all of them are.
 table() {
 	cat <<'EOF'
+hermetic,full|gcc|cmd:gcc|cgo: the model server links onnxruntime and libjpeg-turbo
 hermetic,full|npm|cmd:npm|model/hack/onnxruntime.sh fetches the pinned onnxruntime library with npm pack
 hermetic,full|libjpeg-dev|file:/usr/include/jpeglib.h|the model server links libjpeg-turbo (cgo)
 hermetic,full|shellcheck|cmd:shellcheck|hack/actionlint.sh checks the workflows' shell scripts

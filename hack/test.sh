@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# The project's test command (README "Tests"; CI's .ci/run calls it):
+# The project's test command (README "Tests"; CI's .ci/run calls it), in two
+# tiers named for what they need (internal/testenv decides, per test):
 #
-#   hack/test.sh
+#   hack/test.sh              the full tier (MLOPS_TEST_TIER=full): every proof
+#   hack/test.sh --hermetic   the hermetic tier (MLOPS_TEST_TIER=hermetic): the
+#                             gate of the pipelines on hosted runners
 #
-# 1. installs what the tests need: the system packages (hack/deps.sh), and,
-#    each pinned and cached under
-#    ${MLOPS_CACHE:-$HOME/.cache/mlops}: actionlint, the onnxruntime library,
-#    and the toolchain of the end-to-end test (pulumi CLI, Kubernetes provider,
-#    local control plane; ~19 min the first time on 2 cores, 0.04 s after);
-# 2. checks formatting and vets both Go modules (the program, and model/);
-# 3. runs every test of both modules, the end-to-end test included.
+# Both:
+# 1. install what the tests need: the tier's system packages (hack/deps.sh),
+#    and, each pinned and cached under
+#    ${MLOPS_CACHE:-$HOME/.cache/mlops}: actionlint and the onnxruntime
+#    library; the full tier also the toolchain of the end-to-end test (pulumi
+#    CLI, Kubernetes provider, local control plane; ~19 min the first time on
+#    2 cores, 0.04 s after);
+# 2. check formatting and vet both Go modules (the program, and model/);
+# 3. run every test of both modules. In the full tier a test that lacks what
+#    it needs (root, a Docker engine with the stand-in bases, the toolchain,
+#    the planets dataset in ../shared or $PLANETS_DATA) fails. In the
+#    hermetic tier such a test is skipped with a message, so it runs as any
+#    user, without root, Docker, the dataset or the toolchain: formatting,
+#    vet, actionlint, the program under mocks, the pipelines, config,
+#    fingerprint, and the model server against the real onnxruntime (it needs
+#    Go, npm, jq, curl, shellcheck and libjpeg-turbo's headers).
 #
-# MLOPS_SKIP_E2E=1 leaves the toolchain out (the e2e test then skips loudly;
-# never in CI, where it fails instead).
+# MLOPS_SKIP_E2E=1 (full tier only) leaves the toolchain out and runs the
+# tests without a tier: whatever is missing then skips loudly instead of
+# failing. Never in CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
-# The system packages (silent when all are there; installs what is missing as
-# root or with password-less sudo, else fails naming the packages).
-hack/deps.sh full
+case "${1:-}" in
+--hermetic) tier=hermetic ;;
+"") tier=full ;;
+*) echo "usage: hack/test.sh [--hermetic]" >&2; exit 2 ;;
+esac
+if [ "$tier" = full ] && [ "${MLOPS_SKIP_E2E:-}" = 1 ]; then
+	tier=
+fi
+export MLOPS_TEST_TIER=$tier
+step "tier: ${tier:-none (MLOPS_SKIP_E2E=1)}"
+
+# The system packages of the tier (silent when all are there; installs what
+# is missing as root or with password-less sudo, else fails naming them).
+hack/deps.sh "${tier:-hermetic}"
 
 step "formatting"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
@@ -36,7 +60,7 @@ step "onnxruntime"
 ONNXRUNTIME_LIB=$(model/hack/onnxruntime.sh)
 export ONNXRUNTIME_LIB
 
-if [ "${MLOPS_SKIP_E2E:-}" != 1 ]; then
+if [ "$tier" = full ]; then
 	step "end-to-end toolchain"
 	MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)
 	export MLOPS_TOOLCHAIN_BIN

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/planets-mlops/deploy/model/internal/testenv"
 	"github.com/planets-mlops/deploy/model/internal/testruntime"
 )
 
@@ -28,18 +29,23 @@ const memoryLimitMiB = 256 // the Deployment's default memory limit
 // limit and no swap, removed when the test ends.
 type memoryCgroup struct{ dir, peakFile string }
 
-// newMemoryCgroup needs root and a writable cgroup filesystem: without
-// them the test skips loudly, and fails in CI.
+// newMemoryCgroup needs root and a writable cgroup filesystem, a proof of
+// the full tier (testenv): without them the test fails there and is skipped
+// with a message in the hermetic tier.
 func newMemoryCgroup(t *testing.T, limit int64) *memoryCgroup {
 	t.Helper()
-	name := fmt.Sprintf("planets-model-test-%d", os.Getpid())
-	skip := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...) + ": the memory test needs root and a cgroup memory controller"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPING: " + msg)
-	}
+	var cg *memoryCgroup
+	testenv.NeedProof(t, "root and a cgroup memory controller", func() error {
+		var err error
+		cg, err = makeMemoryCgroup(t, fmt.Sprintf("planets-model-test-%d", os.Getpid()), limit)
+		return err
+	})
+	return cg
+}
+
+// makeMemoryCgroup creates the cgroup (removed when the test ends), or says
+// why it cannot.
+func makeMemoryCgroup(t *testing.T, name string, limit int64) (*memoryCgroup, error) {
 	write := func(dir, file, value string) error {
 		return os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644)
 	}
@@ -47,7 +53,7 @@ func newMemoryCgroup(t *testing.T, limit int64) *memoryCgroup {
 	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil { // v1
 		cg = memoryCgroup{dir: filepath.Join("/sys/fs/cgroup/memory", name), peakFile: "memory.max_usage_in_bytes"}
 		if err := os.Mkdir(cg.dir, 0o755); err != nil {
-			skip("creating a v1 memory cgroup: %v", err)
+			return nil, fmt.Errorf("creating a v1 memory cgroup: %w", err)
 		}
 		t.Cleanup(func() { os.Remove(cg.dir) })
 		if err := write(cg.dir, "memory.limit_in_bytes", strconv.FormatInt(limit, 10)); err != nil {
@@ -59,15 +65,15 @@ func newMemoryCgroup(t *testing.T, limit int64) *memoryCgroup {
 	} else { // v2
 		cg = memoryCgroup{dir: filepath.Join("/sys/fs/cgroup", name), peakFile: "memory.peak"}
 		if err := os.Mkdir(cg.dir, 0o755); err != nil {
-			skip("creating a v2 cgroup: %v", err)
+			return nil, fmt.Errorf("creating a v2 cgroup: %w", err)
 		}
 		t.Cleanup(func() { os.Remove(cg.dir) })
 		if err := write(cg.dir, "memory.max", strconv.FormatInt(limit, 10)); err != nil {
-			skip("setting memory.max (is the memory controller enabled for children?): %v", err)
+			return nil, fmt.Errorf("setting memory.max (is the memory controller enabled for children?): %w", err)
 		}
 		_ = write(cg.dir, "memory.swap.max", "0")
 	}
-	return &cg
+	return &cg, nil
 }
 
 func (cg *memoryCgroup) peakMiB() float64 {

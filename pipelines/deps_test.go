@@ -29,7 +29,7 @@ func init() {
 		"bash builtins and keywords": "alias bash sh pwd break builtin case cd command continue declare do done echo elif else esac eval exec exit export false fi for function getopts hash if in local mapfile printf pushd popd read readarray readonly return select set shift shopt source test then time trap true type ulimit umask unset until wait while",
 		"coreutils":                  "basename cat chmod chown chroot cp cut date dd df dirname du env expr head id install ln ls mkdir mktemp mv nohup nproc numfmt od readlink realpath rm rmdir seq sha256sum sleep sort stat stdbuf sync tac tail tee timeout touch tr truncate uname uniq wc yes",
 		"base utilities":             "awk cmp diff find flock getconf grep gzip hostname kill mount ps pgrep pkill sed setpriv setsid tar umount xargs",
-		"prerequisites (README)":     "go gofmt git gcc",
+		"prerequisites (README)":     "go gofmt git",
 		"used only where present":    "sudo apt-get dpkg dpkg-query",
 	} {
 		for _, name := range strings.Fields(names) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -32,12 +33,11 @@ const (
 // of snapshots of the actions' repositories (git rev-parse <tag>^{commit});
 // update both columns together.
 var pins = map[string]struct{ sha, tag string }{
-	"actions/cache":                      {"27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"},
-	"actions/checkout":                   {"3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"},
-	"actions/setup-go":                   {"b7ad1dad31e06c5925ef5d2fc7ad053ef454303e", "v7.0.0"},
-	"google-github-actions/auth":         {"7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"},
-	"google-github-actions/setup-gcloud": {"aa5489c8933f4cc7a4f7d45035b3b1440c9c10db", "v3.0.1"},
-	"pulumi/actions":                     {"8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"},
+	"actions/cache":              {"27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"},
+	"actions/checkout":           {"3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"},
+	"actions/setup-go":           {"b7ad1dad31e06c5925ef5d2fc7ad053ef454303e", "v7.0.0"},
+	"google-github-actions/auth": {"7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"},
+	"pulumi/actions":             {"8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"},
 }
 
 // ---------------------------------------------------------------------------
@@ -168,7 +168,7 @@ func workflowFiles(t *testing.T) []string {
 		}
 	}
 	sort.Strings(names)
-	if want := []string{"deploy.yml", "pull-request.yml"}; !slices.Equal(names, want) {
+	if want := []string{"deploy.yml", "proofs.yml", "pull-request.yml"}; !slices.Equal(names, want) {
 		t.Fatalf("workflows = %v, want %v (add a new one to these tests)", names, want)
 	}
 	return names
@@ -245,6 +245,7 @@ func containsSeq(s, seq []string) bool {
 var secretNames = []string{
 	"PULUMI_CONFIG_PASSPHRASE", "PULUMI_ACCESS_TOKEN", "GCP_ID_TOKEN",
 	"GOOGLE_CREDENTIALS", "GCP_SERVICE_ACCOUNT_KEY", "GH_TOKEN", "GITHUB_TOKEN",
+	"GITLAB_PREVIEW_TOKEN",
 }
 
 // stackOutputsShown are the only stack outputs CI may read: plain values.
@@ -345,6 +346,8 @@ func TestGitHubTriggers(t *testing.T) {
 	}{
 		{"pull-request.yml", []string{"pull_request"}, map[string][]string{"pull_request": {"main"}}},
 		{"deploy.yml", []string{"push", "workflow_dispatch"}, map[string][]string{"push": {"main"}}},
+		// The full tier: by hand only.
+		{"proofs.yml", []string{"workflow_dispatch"}, nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			w := loadWorkflow(t, tc.file)
@@ -380,6 +383,7 @@ func TestGitHubCommands(t *testing.T) {
 		{"pull-request.yml", "comment", nil, []string{"preview", "up", "login"}},
 		{"deploy.yml", "test", nil, []string{"preview", "up", "login"}},
 		{"deploy.yml", "deploy", []string{"up --stack dev --yes --non-interactive", "stack output endpoint --stack dev", "stack output modelFingerprint --stack dev"}, []string{"destroy", "refresh", "import", "cancel", "state", "preview"}},
+		{"proofs.yml", "proofs", nil, []string{"preview", "up", "login"}},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
 			j := loadWorkflow(t, tc.file).job(t, tc.job)
@@ -454,7 +458,9 @@ func TestGitHubPermissions(t *testing.T) {
 		{"pull-request.yml", "preview", map[string]string{"contents": "read", "id-token": "write"}},
 		{"pull-request.yml", "comment", map[string]string{"pull-requests": "write"}},
 		{"deploy.yml", "test", map[string]string{"contents": "read"}},
-		{"deploy.yml", "deploy", map[string]string{"contents": "read", "id-token": "write"}},
+		// checks: read: whether newer commits' tests passed (hack/deploy-target.sh).
+		{"deploy.yml", "deploy", map[string]string{"contents": "read", "checks": "read", "id-token": "write"}},
+		{"proofs.yml", "proofs", map[string]string{"contents": "read"}},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
 			w := loadWorkflow(t, tc.file)
@@ -473,7 +479,7 @@ func TestGitHubPermissions(t *testing.T) {
 	// Every job is in the table above.
 	for _, f := range workflowFiles(t) {
 		w := loadWorkflow(t, f)
-		if len(w.Jobs) != map[string]int{"pull-request.yml": 3, "deploy.yml": 2}[f] {
+		if len(w.Jobs) != map[string]int{"pull-request.yml": 3, "deploy.yml": 2, "proofs.yml": 1}[f] {
 			t.Errorf("%s: jobs %v not all covered by this test", f, keys(w.Jobs))
 		}
 	}
@@ -490,12 +496,15 @@ func TestGitHubJobConditions(t *testing.T) {
 		{pr, "test", "", nil},
 		// Forks: tests only, no credentials.
 		// Dependabot: no secrets, so no preview (README says how to get one).
-		{pr, "preview", "github.event.pull_request.head.repo.full_name == github.repository && github.actor != 'dependabot[bot]'", []string{"test"}},
-		// Also after failed tests, to mark the earlier preview stale.
+		// Beside the tests, not after them.
+		{pr, "preview", "github.event.pull_request.head.repo.full_name == github.repository && github.actor != 'dependabot[bot]'", nil},
+		// Also after failed tests, to say so.
 		{pr, "comment", "${{ !cancelled() && github.event.pull_request.head.repo.full_name == github.repository && github.actor != 'dependabot[bot]' }}", []string{"test", "preview"}},
 		{deploy, "test", "", nil},
-		// workflow_dispatch may start on any branch: only main deploys.
+		// workflow_dispatch may start on any branch: only main deploys, after
+		// the hermetic gate only (never the proofs).
 		{deploy, "deploy", "github.ref == 'refs/heads/main'", []string{"test"}},
+		{loadWorkflow(t, "proofs.yml"), "proofs", "", nil},
 	} {
 		t.Run(tc.w.file+"/"+tc.job, func(t *testing.T) {
 			j := tc.w.job(t, tc.job)
@@ -540,18 +549,21 @@ func TestGitHubConcurrency(t *testing.T) {
 }
 
 // TestGitHubSetup: the auth plumbing of the jobs that talk to the cloud, and
-// none of it in the jobs that do not.
+// none of it in the jobs that do not; the test jobs run the hermetic tier,
+// the proofs job the full one.
 func TestGitHubSetup(t *testing.T) {
 	for _, tc := range []struct {
 		file, job string
 		cloud     bool
 		account   string // the variable naming the service account it runs as
+		run       string // the test command, for the jobs without cloud access
 	}{
-		{"pull-request.yml", "test", false, ""},
+		{"pull-request.yml", "test", false, "", "hack/test.sh --hermetic"},
 		// Pull requests run their own code: the read-only account.
-		{"pull-request.yml", "preview", true, "GCP_PREVIEW_SERVICE_ACCOUNT"},
-		{"deploy.yml", "test", false, ""},
-		{"deploy.yml", "deploy", true, "GCP_SERVICE_ACCOUNT"},
+		{"pull-request.yml", "preview", true, "GCP_PREVIEW_SERVICE_ACCOUNT", ""},
+		{"deploy.yml", "test", false, "", "hack/test.sh --hermetic"},
+		{"deploy.yml", "deploy", true, "GCP_SERVICE_ACCOUNT", ""},
+		{"proofs.yml", "proofs", false, "", ".ci/run"},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
 			j := loadWorkflow(t, tc.file).job(t, tc.job)
@@ -559,17 +571,19 @@ func TestGitHubSetup(t *testing.T) {
 			if !ok || checkout.With["persist-credentials"] != "false" {
 				t.Errorf("checkout %+v: want persist-credentials false", checkout)
 			}
-			if _, s, ok := j.stepUsing("actions/setup-go"); !ok || s.With["go-version-file"] != "go.mod" || s.With["cache"] != "true" || s.With["cache-dependency-path"] != "go.sum" {
-				t.Errorf("setup-go %+v: want go-version-file go.mod, cache true, keyed on go.sum", s)
+			// setup-go installs Go only: the Go caches are steps of their own
+			// (TestGitHubGoCaches), keyed on the Go version too.
+			if _, s, ok := j.stepUsing("actions/setup-go"); !ok || s.With["go-version-file"] != "go.mod" || s.With["cache"] != "false" {
+				t.Errorf("setup-go %+v: want go-version-file go.mod, cache false", s)
 			}
 			yamlText := nodeText(t, &j.node)
 			ai, auth, hasAuth := j.stepUsing("google-github-actions/auth")
 			if !tc.cloud {
-				if !slices.Contains(j.scripts(), "hack/test.sh") {
-					t.Errorf("does not run hack/test.sh: %q", j.scripts())
+				if !slices.Contains(j.scripts(), tc.run) {
+					t.Errorf("does not run %s: %q", tc.run, j.scripts())
 				}
 				if hasAuth || strings.Contains(yamlText, "secrets.") || strings.Contains(yamlText, "vars.") {
-					t.Errorf("the test job runs pull request code: it must get no credentials, secrets or variables")
+					t.Errorf("the test jobs run pull request code: they must get no credentials, secrets or variables")
 				}
 				return
 			}
@@ -579,6 +593,12 @@ func TestGitHubSetup(t *testing.T) {
 			if ai < ci {
 				t.Errorf("auth (step %d) before checkout (step %d): checkout would delete the credentials", ai, ci)
 			}
+			// A checkout after auth would delete its credentials file.
+			for i, s := range j.Steps[ai+1:] {
+				if strings.HasPrefix(s.Uses, "actions/checkout@") {
+					t.Errorf("checkout at step %d, after auth (step %d)", ai+1+i, ai)
+				}
+			}
 			want := map[string]string{
 				"workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
 				"service_account":            "${{ vars." + tc.account + " }}",
@@ -586,10 +606,14 @@ func TestGitHubSetup(t *testing.T) {
 			if !equalMaps(auth.With, want) {
 				t.Errorf("auth with %v, want exactly %v (keyless)", auth.With, want)
 			}
-			if _, s, ok := j.stepUsing("google-github-actions/setup-gcloud"); !ok || !strings.Contains(s.With["install_components"], "gke-gcloud-auth-plugin") {
-				t.Errorf("setup-gcloud %+v: want install_components gke-gcloud-auth-plugin", s)
-			} else if gi, _, _ := j.stepUsing("google-github-actions/setup-gcloud"); gi < ai {
-				t.Errorf("setup-gcloud before auth: gcloud would not be authenticated")
+			// The runner's gcloud and the plugin alone, after auth (gcloud
+			// takes auth's credentials from its environment).
+			pi := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/gke-auth-plugin.sh" })
+			if pi < ai {
+				t.Errorf("hack/gke-auth-plugin.sh at step %d, auth at %d: want the plugin installed after auth", pi, ai)
+			}
+			if _, _, ok := j.stepUsing("google-github-actions/setup-gcloud"); ok {
+				t.Errorf("setup-gcloud installs a whole Cloud SDK: the runner has gcloud, hack/gke-auth-plugin.sh adds the plugin")
 			}
 			if _, s, ok := j.stepUsing("pulumi/actions"); !ok || s.With["pulumi-version"] != pulumiVersion || s.With["command"] != "" {
 				t.Errorf("pulumi/actions %+v: want install only, pulumi-version %s", s, pulumiVersion)
@@ -722,109 +746,178 @@ func actionRepo(action string) string {
 	return action
 }
 
-// mlopsCache is where hack/test.sh installs its tools when MLOPS_CACHE is
-// unset (the GitHub runners); the end-to-end test fails in CI without them.
-const mlopsCache = "~/.cache/mlops"
+// goCachePaths are Go's module and build caches on GitHub's runners.
+const goCachePaths = "~/go/pkg/mod\n~/.cache/go-build"
 
-// toolchainKeyFiles are the files hack/toolchain.sh (and onnxruntime.sh)
-// derive their pins from: the GitHub cache key must hash all of them, or a
-// pin bump would restore an exact hit without the new build and, a saved key
-// never being updated, rebuild it (~35 min) on every run.
-var toolchainKeyFiles = []string{"'hack/toolchain.sh'", "'hack/toolchain/**/go.mod'", "'hack/toolchain/**/go.sum'", "'hack/toolchain/**/*.go'", "'model/hack/onnxruntime.sh'"}
-
-// TestGitHubToolchainCache: both test jobs restore ~/.cache/mlops before
-// hack/test.sh under a key that hashes the toolchain's pins and the Go
-// version, install the tools in a step of their own, and save the cache after
-// the tests, also when they fail, but only with a complete toolchain.
-func TestGitHubToolchainCache(t *testing.T) {
-	for _, file := range []string{"pull-request.yml", "deploy.yml"} {
-		t.Run(file, func(t *testing.T) {
-			j := loadWorkflow(t, file).job(t, "test")
-			if j.TimeoutMinutes < 60 {
-				t.Errorf("timeout-minutes = %d: a cold toolchain build (~35 min) and the tests need at least 60", j.TimeoutMinutes)
+// TestGitHubGoCaches: the hermetic gate's Go caches are keyed on both
+// modules' go.sum and the Go version, start from an older entry when go.sum
+// changes (restore-keys), are saved also after failed tests (restore and
+// save are separate steps; plain actions/cache saves only when the whole
+// job succeeds) and never over an exact hit. The preview and deploy jobs
+// read the same entry and write none. No hosted job builds the end-to-end
+// toolchain or caches it: that is the proofs job's, on its own runner.
+func TestGitHubGoCaches(t *testing.T) {
+	var key string // the Go caches' key, the same in every job
+	for _, tc := range []struct {
+		file, job string
+		saves     bool
+	}{
+		{"pull-request.yml", "test", true},
+		{"deploy.yml", "test", true},
+		{"pull-request.yml", "preview", false},
+		{"deploy.yml", "deploy", false},
+	} {
+		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
+			j := loadWorkflow(t, tc.file).job(t, tc.job)
+			if i, _, ok := j.stepUsing("actions/cache"); ok {
+				t.Errorf("step %d uses actions/cache, which saves only when the whole job succeeds; use actions/cache/restore and actions/cache/save", i)
 			}
-			for _, action := range []string{"actions/cache"} {
-				if i, _, ok := j.stepUsing(action); ok {
-					t.Errorf("step %d uses %s, which saves only when the whole job succeeds; use actions/cache/restore and actions/cache/save", i, action)
-				}
-			}
-			ri, restore, ok := j.stepUsing("actions/cache/restore")
-			if !ok {
-				t.Fatalf("no actions/cache/restore step for %s", mlopsCache)
-			}
-			si, save, ok := j.stepUsing("actions/cache/save")
-			if !ok {
-				t.Fatalf("no actions/cache/save step for %s", mlopsCache)
-			}
-			ti := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/test.sh" })
 			gi, setupGo, _ := j.stepUsing("actions/setup-go")
-			tools := slices.IndexFunc(j.Steps, func(s step) bool { return s.Run == "hack/ci-tools.sh" })
-			if !(gi < ri && ri < tools && tools < ti && ti < si) || gi < 0 || tools < 0 || ti < 0 {
-				t.Errorf("step order: setup-go %d, restore %d, toolchain %d, hack/test.sh %d, save %d; want them in this order", gi, ri, tools, ti, si)
-			}
-			for _, s := range []step{restore, save} {
-				if s.With["path"] != mlopsCache {
-					t.Errorf("%s: path %q, want %s", s.Uses, s.With["path"], mlopsCache)
+			var restore, save *step
+			ri, si := -1, -1
+			for i, s := range j.Steps {
+				s := s
+				if strings.TrimSpace(s.With["path"]) != goCachePaths {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(s.Uses, "actions/cache/restore@"):
+					restore, ri = &s, i
+				case strings.HasPrefix(s.Uses, "actions/cache/save@"):
+					save, si = &s, i
 				}
 			}
-
-			key := restore.With["key"]
-			hash := regexp.MustCompile(`\$\{\{\s*hashFiles\(([^)]*)\)\s*\}\}$`).FindStringSubmatch(key)
-			if hash == nil {
-				t.Fatalf("restore key %q does not end in ${{ hashFiles(...) }}", key)
+			if restore == nil {
+				t.Fatalf("no actions/cache/restore of %q", goCachePaths)
 			}
-			hashed := strings.Split(hash[1], ",")
-			for i := range hashed {
-				hashed[i] = strings.TrimSpace(hashed[i])
+			first := slices.IndexFunc(j.Steps, func(s step) bool {
+				return strings.Contains(s.Run, "go ") || strings.Contains(s.Run, "hack/test.sh")
+			})
+			if !(gi < ri && ri < first) || gi < 0 {
+				t.Errorf("steps: setup-go %d, restore %d, first go command %d; want this order", gi, ri, first)
 			}
-			for _, want := range toolchainKeyFiles {
-				if !slices.Contains(hashed, want) {
-					t.Errorf("restore key hashes %v, not %s", hashed, want)
+			want := "go-${{ runner.os }}-go${{ steps." + setupGo.ID + ".outputs.go-version }}-${{ hashFiles('go.sum', 'model/go.sum') }}"
+			if setupGo.ID == "" || restore.With["key"] != want {
+				t.Errorf("key %q, want %q (both go.sum files and setup-go's Go version, id %q)", restore.With["key"], want, setupGo.ID)
+			}
+			if key == "" {
+				key = restore.With["key"]
+			} else if restore.With["key"] != key {
+				t.Errorf("key %q differs from the test job's %q: the jobs would not share the compiled packages", restore.With["key"], key)
+			}
+			if got, want := strings.TrimSpace(restore.With["restore-keys"]), "go-${{ runner.os }}-go${{ steps."+setupGo.ID+".outputs.go-version }}-"; got != want {
+				t.Errorf("restore-keys %q, want %q: a go.sum change would compile all of pulumi-gcp again", got, want)
+			}
+			if !tc.saves {
+				if save != nil {
+					t.Errorf("step %d saves the Go caches: only the test jobs do", si)
 				}
+				return
 			}
-			// hack/toolchain.sh keys its build on the Go version too.
-			if setupGo.ID == "" || !strings.Contains(key, "${{ steps."+setupGo.ID+".outputs.go-version }}") {
-				t.Errorf("restore key %q lacks the Go version (setup-go's go-version output; setup-go id %q)", key, setupGo.ID)
+			if save == nil || si < ri {
+				t.Fatalf("no actions/cache/save of the Go caches after the restore (step %d)", ri)
 			}
-			if !strings.Contains(key, "${{ runner.os }}") {
-				t.Errorf("restore key %q lacks runner.os", key)
-			}
-			prefix := key[:len(key)-len(hash[0])]
-			var restoreKeys []string // one a line
-			for _, k := range strings.Split(restore.With["restore-keys"], "\n") {
-				if k = strings.TrimSpace(k); k != "" {
-					restoreKeys = append(restoreKeys, k)
-				}
-			}
-			if len(restoreKeys) == 0 {
-				t.Errorf("no restore-keys: a pin bump would start from nothing")
-			}
-			for _, k := range restoreKeys {
-				if !strings.HasPrefix(prefix, k) || !strings.HasSuffix(k, "-") {
-					t.Errorf("restore-key %q is not a prefix of the key %q ending in -", k, prefix)
-				}
-			}
-
 			if restore.ID == "" || save.With["key"] != "${{ steps."+restore.ID+".outputs.cache-primary-key }}" {
 				t.Errorf("save key %q, want the restore step's (id %q) cache-primary-key", save.With["key"], restore.ID)
 			}
-			// Saved after failed tests, but never a toolchain that is not
-			// complete (cancelled, or failed to build): the key could not be
-			// saved again. And never over an exact hit.
-			toolsID := j.Steps[max(tools, 0)].ID
-			for _, want := range []string{
-				"!cancelled()",
-				"steps." + toolsID + ".outcome == 'success'",
-				"steps." + restore.ID + ".outputs.cache-hit != 'true'",
-			} {
-				if toolsID == "" || !strings.Contains(save.If, want) {
-					t.Errorf("save if %q lacks %s (toolchain step id %q)", save.If, want, toolsID)
+			for _, want := range []string{"!cancelled()", "steps." + restore.ID + ".outputs.cache-hit != 'true'"} {
+				if !strings.Contains(save.If, want) {
+					t.Errorf("save if %q lacks %s", save.If, want)
 				}
 			}
-			if strings.Contains(save.If, "always()") || strings.Contains(save.If, "||") {
-				t.Errorf("save if %q: must not save a cancelled or partial run", save.If)
+			if strings.Contains(save.If, "always()") {
+				t.Errorf("save if %q: never a cancelled run", save.If)
 			}
 		})
+	}
+	for _, f := range workflowFiles(t) {
+		for name, j := range loadWorkflow(t, f).Jobs {
+			for _, s := range j.Steps {
+				if (strings.Contains(s.Run, "hack/toolchain.sh") || strings.Contains(s.Run, "hack/ci-tools.sh")) && f != "proofs.yml" {
+					t.Errorf("%s job %s builds the end-to-end toolchain (%q): only the proofs job does", f, name, s.Run)
+				}
+			}
+		}
+	}
+}
+
+// TestGitHubPluginsCache: the preview and deploy jobs restore
+// ~/.pulumi/plugins (keyed on go.sum, which pins the providers); the deploy
+// job, on main, whose caches pull requests can read, saves them.
+func TestGitHubPluginsCache(t *testing.T) {
+	for _, tc := range []struct {
+		file, job string
+		saves     bool
+	}{{"pull-request.yml", "preview", false}, {"deploy.yml", "deploy", true}} {
+		t.Run(tc.file, func(t *testing.T) {
+			j := loadWorkflow(t, tc.file).job(t, tc.job)
+			var restore, save step
+			for _, s := range j.Steps {
+				if s.With["path"] != "~/.pulumi/plugins" {
+					continue
+				}
+				if strings.HasPrefix(s.Uses, "actions/cache/restore@") {
+					restore = s
+				} else if strings.HasPrefix(s.Uses, "actions/cache/save@") {
+					save = s
+				}
+			}
+			if restore.With["key"] != "pulumi-plugins-${{ runner.os }}-${{ hashFiles('go.sum') }}" || strings.TrimSpace(restore.With["restore-keys"]) != "pulumi-plugins-${{ runner.os }}-" {
+				t.Errorf("plugins restore %+v: want the key on go.sum, with restore-keys", restore)
+			}
+			if (save.Uses != "") != tc.saves {
+				t.Errorf("saves the plugins: %v, want %v", save.Uses != "", tc.saves)
+			}
+			if tc.saves && (restore.ID == "" || save.With["key"] != "${{ steps."+restore.ID+".outputs.cache-primary-key }}" || !strings.Contains(save.If, "steps."+restore.ID+".outputs.cache-hit != 'true'")) {
+				t.Errorf("plugins save %+v: want the restore's primary key, not over an exact hit", save)
+			}
+		})
+	}
+}
+
+// TestTheProgramIsBuiltOncePerJob: Pulumi.yaml runs the prebuilt program
+// through hack/program.sh, and each job that runs pulumi builds it in one
+// step, before its first pulumi command (GitLab: before preview or up).
+func TestTheProgramIsBuiltOncePerJob(t *testing.T) {
+	var project struct {
+		Runtime struct {
+			Name    string            `yaml:"name"`
+			Options map[string]string `yaml:"options"`
+		} `yaml:"runtime"`
+	}
+	if err := yamlUnmarshal(readFile(t, "Pulumi.yaml"), &project); err != nil {
+		t.Fatalf("Pulumi.yaml: %v", err)
+	}
+	if project.Runtime.Name != "go" || project.Runtime.Options["binary"] != "hack/program.sh" {
+		t.Errorf("Pulumi.yaml runtime %+v, want name go with options.binary hack/program.sh", project.Runtime)
+	}
+	const build = "go build -o bin/mlops ."
+	for _, tc := range []struct{ file, job string }{{"pull-request.yml", "preview"}, {"deploy.yml", "deploy"}} {
+		j := loadWorkflow(t, tc.file).job(t, tc.job)
+		builds, firstPulumi, bi := 0, -1, -1
+		for i, s := range j.Steps {
+			if s.Run == build {
+				builds++
+				bi = i
+			}
+			for _, c := range pulumiCommands(s.Run) {
+				if sub := subcommand(c); firstPulumi < 0 && sub != "login" && sub != "version" {
+					firstPulumi = i
+				}
+			}
+		}
+		if builds != 1 || bi > firstPulumi {
+			t.Errorf("%s job %s: %d steps run %q (at %d), first pulumi command at %d; want one, before it", tc.file, tc.job, builds, build, bi, firstPulumi)
+		}
+	}
+	ci := loadGitLab(t)
+	for _, name := range []string{"preview", "deploy"} {
+		script := ci.job(t, name).Script
+		bi := slices.Index(script, build)
+		pi := slices.IndexFunc(script, func(s string) bool { return regexp.MustCompile(`(?m)^\s*pulumi (preview|up)\b`).MatchString(s) })
+		if bi < 0 || pi < 0 || bi > pi || strings.Count(strings.Join(ci.job(t, name).allScripts(), "\n"), build) != 1 {
+			t.Errorf(".gitlab-ci.yml %s: build at %d, pulumi preview/up at %d in %q; want one build before it", name, bi, pi, script)
+		}
 	}
 }
 
@@ -854,7 +947,8 @@ type gitlabJob struct {
 	Timeout       string                       `yaml:"timeout"`
 	Cache         gitlabCaches                 `yaml:"cache"`
 	Extends       string                       `yaml:"extends"`
-	Needs         []string                     `yaml:"needs"`
+	Needs         gitlabNeeds                  `yaml:"needs"`
+	Tags          []string                     `yaml:"tags"`
 	Rules         []rule                       `yaml:"rules"`
 	Script        []string                     `yaml:"script"`
 	BeforeScript  []string                     `yaml:"before_script"`
@@ -901,6 +995,30 @@ func (k *gitlabCacheKey) UnmarshalYAML(n *yaml.Node) error {
 
 type gitlabCaches []gitlabCache
 
+// gitlabNeeds are the job names of `needs:`, whose entries are a name or
+// {job: name, artifacts: ...}. Not nil when given, even empty: `needs: []`
+// (start at once) is not the same as no needs (wait for the earlier stages).
+type gitlabNeeds []string
+
+func (g *gitlabNeeds) UnmarshalYAML(n *yaml.Node) error {
+	out := gitlabNeeds{}
+	for _, e := range n.Content {
+		if e.Kind == yaml.ScalarNode {
+			out = append(out, e.Value)
+			continue
+		}
+		var m struct {
+			Job string `yaml:"job"`
+		}
+		if err := e.Decode(&m); err != nil {
+			return err
+		}
+		out = append(out, m.Job)
+	}
+	*g = out
+	return nil
+}
+
 func (c *gitlabCaches) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		var one gitlabCache
@@ -919,8 +1037,9 @@ func (c *gitlabCaches) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type rule struct {
-	If   string `yaml:"if"`
-	When string `yaml:"when"`
+	If           string `yaml:"if"`
+	When         string `yaml:"when"`
+	AllowFailure bool   `yaml:"allow_failure"`
 }
 
 type gitlabCI struct {
@@ -1040,18 +1159,19 @@ func (j gitlabJob) allScripts() []string {
 // project, deploy only on the default branch.
 func TestGitLabTriggers(t *testing.T) {
 	ci := loadGitLab(t)
-	if got := keys(ci.jobs); !slices.Equal(got, []string{"deploy", "preview", "test"}) {
-		t.Fatalf("jobs = %v, want deploy, preview, test", got)
+	if got := keys(ci.jobs); !slices.Equal(got, []string{"comment", "deploy", "preview", "proofs", "test"}) {
+		t.Fatalf("jobs = %v, want comment, deploy, preview, proofs, test", got)
 	}
 	for _, tc := range []struct {
 		name string
 		vars map[string]string
 		want []string
 	}{
-		{"merge request", mergeRequest, []string{"preview", "test"}},
+		// proofs: created, but manual (TestGitLabProofsAreOptIn).
+		{"merge request", mergeRequest, []string{"comment", "preview", "proofs", "test"}},
 		{"merge request from a fork", forkMergeRequest, []string{"test"}},
-		{"push to main", pushMain, []string{"deploy", "test"}},
-		{"run pipeline on main", webMain, []string{"deploy", "test"}},
+		{"push to main", pushMain, []string{"deploy", "proofs", "test"}},
+		{"run pipeline on main", webMain, []string{"deploy", "proofs", "test"}},
 		{"push to a branch", pushBranch, nil},
 		{"run pipeline on a branch", webBranch, nil},
 		{"schedule on main", scheduleMain, nil},
@@ -1109,6 +1229,13 @@ func TestGitLabJobRules(t *testing.T) {
 		{"deploy", "merge request", mergeRequest, false},
 		{"deploy", "schedule on main", scheduleMain, false},
 		{"deploy", "tag", tag, false},
+		{"comment", "merge request", mergeRequest, true},
+		{"comment", "merge request from a fork", forkMergeRequest, false},
+		{"comment", "push to main", pushMain, false},
+		{"proofs", "merge request", mergeRequest, true},
+		{"proofs", "merge request from a fork", forkMergeRequest, false},
+		{"proofs", "push to main", pushMain, true},
+		{"proofs", "push to a branch", pushBranch, false},
 	} {
 		t.Run(tc.job+"/"+tc.name, func(t *testing.T) {
 			j := ci.job(t, tc.job)
@@ -1146,10 +1273,15 @@ func TestGitLabJobs(t *testing.T) {
 		resourceGroup string
 		account       string // the variable naming the service account it runs as
 		envAction     string
+		needs         []string // nil: the earlier stages
 	}{
-		{"test", nil, []string{"preview", "up", "login"}, false, true, "", "", ""},
-		{"preview", []string{"preview --stack dev --diff --non-interactive"}, []string{"up", "destroy", "refresh", "import", "cancel", "state"}, true, true, "", "GCP_PREVIEW_SERVICE_ACCOUNT", "prepare"},
-		{"deploy", []string{"up --stack dev --yes --non-interactive", "stack output endpoint --stack dev", "stack output modelFingerprint --stack dev"}, []string{"destroy", "refresh", "import", "cancel", "state", "preview"}, true, false, resourceGroup, "GCP_SERVICE_ACCOUNT", ""},
+		{"test", nil, []string{"preview", "up", "login"}, false, true, "", "", "", nil},
+		// Beside the tests.
+		{"preview", []string{"preview --stack dev --diff --non-interactive"}, []string{"up", "destroy", "refresh", "import", "cancel", "state"}, true, true, "", "GCP_PREVIEW_SERVICE_ACCOUNT", "prepare", []string{}},
+		// After the hermetic tests only, never the proofs.
+		{"deploy", []string{"up --stack dev --yes --non-interactive", "stack output endpoint --stack dev", "stack output modelFingerprint --stack dev"}, []string{"destroy", "refresh", "import", "cancel", "state", "preview"}, true, false, resourceGroup, "GCP_SERVICE_ACCOUNT", "", []string{"test"}},
+		{"comment", nil, []string{"preview", "up", "login"}, false, true, "", "", "prepare", []string{"test", "preview"}},
+		{"proofs", nil, []string{"preview", "up", "login"}, false, true, "", "", "", []string{}},
 	} {
 		t.Run(tc.job, func(t *testing.T) {
 			j := ci.job(t, tc.job)
@@ -1164,14 +1296,33 @@ func TestGitLabJobs(t *testing.T) {
 			if j.ResourceGroup != tc.resourceGroup {
 				t.Errorf("resource_group = %q, want %q", j.ResourceGroup, tc.resourceGroup)
 			}
+			if (j.Needs == nil) != (tc.needs == nil) || !slices.Equal(j.Needs, tc.needs) {
+				t.Errorf("needs = %#v, want %#v", j.Needs, tc.needs)
+			}
 			if !tc.cloud {
-				if !slices.Equal(j.Script, []string{"hack/ci-tools.sh", "hack/test.sh"}) || len(j.IDTokens) != 0 {
-					t.Errorf("test job: script %q, id_tokens %v; want hack/ci-tools.sh, hack/test.sh and no identity", j.Script, j.IDTokens)
+				if len(j.IDTokens) != 0 {
+					t.Errorf("id_tokens %v: want no identity", j.IDTokens)
 				}
-				// Variables scoped to an environment reach only jobs that
-				// name it: the test job runs merge request code.
-				if j.Environment != nil || len(j.Variables) != 0 {
-					t.Errorf("test job: environment %+v, variables %v; want neither (no CI/CD variable may reach it)", j.Environment, j.Variables)
+				switch tc.job {
+				case "test":
+					if !slices.Equal(j.Script, []string{"hack/deps.sh hermetic", "hack/test.sh --hermetic"}) {
+						t.Errorf("test job: script %q; want hack/deps.sh hermetic, hack/test.sh --hermetic", j.Script)
+					}
+					// Variables scoped to an environment reach only jobs that
+					// name it: the test job runs merge request code.
+					if j.Environment != nil || len(j.Variables) != 0 {
+						t.Errorf("test job: environment %+v, variables %v; want neither (no CI/CD variable may reach it)", j.Environment, j.Variables)
+					}
+				case "proofs":
+					if !slices.Equal(j.Script, []string{".ci/run", "hack/ci-tools.sh"}) || j.Environment != nil || !slices.Equal(j.Tags, []string{"mlops-proofs"}) {
+						t.Errorf("proofs job: script %q, environment %+v, tags %v; want .ci/run on the mlops-proofs runner, no environment", j.Script, j.Environment, j.Tags)
+					}
+				case "comment":
+					// The note token is scoped to dev: the job names it, and
+					// creates no deployment.
+					if j.Environment == nil || j.Environment.Name != stack || j.Environment.Action != tc.envAction {
+						t.Errorf("comment job: environment %+v, want dev with action prepare", j.Environment)
+					}
 				}
 				return
 			}
@@ -1180,9 +1331,6 @@ func TestGitLabJobs(t *testing.T) {
 			}
 			if got := j.Variables["SERVICE_ACCOUNT"]; got != "$"+tc.account {
 				t.Errorf("SERVICE_ACCOUNT = %q, want $%s", got, tc.account)
-			}
-			if !slices.Equal(j.Needs, []string{"test"}) {
-				t.Errorf("needs = %v, want [test]", j.Needs)
 			}
 			if got := j.IDTokens["GCP_ID_TOKEN"]["aud"]; got != gitlabAud || len(j.IDTokens) != 1 {
 				t.Errorf("id_tokens = %v, want only GCP_ID_TOKEN with aud %s", j.IDTokens, gitlabAud)
@@ -1206,15 +1354,40 @@ func TestGitLabJobs(t *testing.T) {
 	}
 }
 
-// TestGitLabToolchainCache: GitLab caches only paths inside the project
-// directory, so $MLOPS_CACHE (and Go's caches) live there; the test job
-// caches it under a key from the toolchain's pins, also after failed tests;
-// the jobs that never build the toolchain do not download it.
-func TestGitLabToolchainCache(t *testing.T) {
+// TestGitLabProofsAreOptIn: the full tier's job is manual, may fail without
+// failing the pipeline, and nothing needs it.
+func TestGitLabProofsAreOptIn(t *testing.T) {
+	ci := loadGitLab(t)
+	for _, r := range ci.job(t, "proofs").Rules {
+		if r.When != "manual" || !r.AllowFailure {
+			t.Errorf("proofs rule %+v: want when manual, allow_failure true", r)
+		}
+	}
+	for name, j := range ci.jobs {
+		if slices.Contains(j.Needs, "proofs") {
+			t.Errorf("%s needs proofs: the full tier is never a gate", name)
+		}
+	}
+}
+
+// TestGitLabCaches: GitLab caches only paths inside the project directory,
+// so Go's caches, $MLOPS_CACHE and $PULUMI_HOME live there. The test job
+// uploads the Go caches (keyed on both go.sum files, under a prefix naming
+// the image's Go version), also after failed tests; preview and deploy only
+// download them (policy pull). The plugins: preview pulls, deploy uploads.
+// No job but proofs builds or caches the end-to-end toolchain.
+func TestGitLabCaches(t *testing.T) {
 	ci := loadGitLab(t)
 	inProject := func(name string) string {
 		t.Helper()
 		v, ok := ci.vars[name]
+		if !ok {
+			for _, j := range ci.jobs {
+				if v, ok = j.Variables[name]; ok {
+					break
+				}
+			}
+		}
 		rel, found := strings.CutPrefix(v, "$CI_PROJECT_DIR/")
 		if !ok || !found || rel == "" || filepath.IsAbs(rel) || rel != filepath.Clean(rel) || strings.HasPrefix(rel, "..") {
 			t.Errorf("variables: %s = %q, want $CI_PROJECT_DIR/<a directory inside the project>", name, v)
@@ -1222,7 +1395,7 @@ func TestGitLabToolchainCache(t *testing.T) {
 		}
 		return rel
 	}
-	mlops, gopath, gocache := inProject("MLOPS_CACHE"), inProject("GOPATH"), inProject("GOCACHE")
+	mlops, gopath, gocache, pulumiHome := inProject("MLOPS_CACHE"), inProject("GOPATH"), inProject("GOCACHE"), inProject("PULUMI_HOME")
 	if t.Failed() {
 		return
 	}
@@ -1234,38 +1407,43 @@ func TestGitLabToolchainCache(t *testing.T) {
 		}
 		return gitlabCache{}, false
 	}
+	goVersion := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(readFile(t, "go.mod"))[1]
 
 	test := ci.job(t, "test")
-	if d, ok := parseGitLabDuration(test.Timeout); !ok || d < 60 {
-		t.Errorf("test job: timeout %q, want at least 60 minutes for a cold toolchain build (~35 min) and the tests", test.Timeout)
+	if d, ok := parseGitLabDuration(test.Timeout); !ok || d > 30 {
+		t.Errorf("test job: timeout %q, want at most 30 minutes for the hermetic tier", test.Timeout)
 	}
-	c, ok := cached(test.Cache, mlops)
+	goCache, ok := cached(test.Cache, gocache)
 	if !ok {
-		t.Fatalf("test job: cache %+v does not cache %s ($MLOPS_CACHE)", test.Cache, mlops)
+		t.Fatalf("test job: cache %+v does not cache %s", test.Cache, gocache)
 	}
-	// GitLab takes at most two files, and they must be files of the project.
-	if n := len(c.Key.Files); n == 0 || n > 2 || !slices.Contains(c.Key.Files, "hack/toolchain.sh") {
-		t.Errorf("test job: %s cache key files %v, want hack/toolchain.sh and at most one more", mlops, c.Key.Files)
+	if !slices.Contains(goCache.Paths, gopath+"/pkg/mod") || !slices.Equal(goCache.Key.Files, []string{"go.sum", "model/go.sum"}) || goCache.Key.Prefix != "go"+goVersion {
+		t.Errorf("test job: Go cache %+v; want %s/pkg/mod and %s keyed on go.sum and model/go.sum, prefix go%s", goCache, gopath, gocache, goVersion)
 	}
-	for _, f := range c.Key.Files {
-		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
-			t.Errorf("test job: %s cache key file %s: %v", mlops, f, err)
+	if goCache.When != "always" || (goCache.Policy != "" && goCache.Policy != "pull-push") {
+		t.Errorf("test job: Go cache when %q, policy %q; want it uploaded also after failed tests", goCache.When, goCache.Policy)
+	}
+	if c, ok := cached(test.Cache, mlops); !ok || slices.Contains(c.Key.Files, "hack/toolchain.sh") {
+		t.Errorf("test job: %s cache %+v; want one keyed on actionlint's and onnxruntime's pins, not the toolchain's", mlops, c)
+	}
+	for _, tc := range []struct{ job, pluginsPolicy string }{{"preview", "pull"}, {"deploy", "pull-push"}} {
+		j := ci.job(t, tc.job)
+		c, ok := cached(j.Cache, gocache)
+		if !ok || !reflect.DeepEqual(c.Key, goCache.Key) || c.Policy != "pull" {
+			t.Errorf("%s: Go cache %+v, want the test job's key with policy pull", tc.job, c)
+		}
+		p, ok := cached(j.Cache, pulumiHome+"/plugins")
+		if !ok || !slices.Equal(p.Key.Files, []string{"go.sum"}) || p.Policy != tc.pluginsPolicy {
+			t.Errorf("%s: plugins cache %+v, want keyed on go.sum with policy %s", tc.job, p, tc.pluginsPolicy)
+		}
+		if _, ok := cached(j.Cache, mlops); ok {
+			t.Errorf("%s job downloads %s, which it never uses", tc.job, mlops)
 		}
 	}
-	if c.Key.Prefix == "" {
-		t.Errorf("test job: %s cache key has no prefix (caches with the same files would share it)", mlops)
-	}
-	if c.When != "always" || (c.Policy != "" && c.Policy != "pull-push") {
-		t.Errorf("test job: %s cache when %q, policy %q; want it saved also after failed tests", mlops, c.When, c.Policy)
-	}
-	for _, p := range []string{gopath + "/pkg/mod", gocache} {
-		if _, ok := cached(test.Cache, p); !ok {
-			t.Errorf("test job: cache %+v does not cache %s", test.Cache, p)
-		}
-	}
-	for _, name := range []string{"preview", "deploy"} {
-		if _, ok := cached(ci.job(t, name).Cache, mlops); ok {
-			t.Errorf("%s job downloads and uploads %s, which it never uses", name, mlops)
+	for name, j := range ci.jobs {
+		all := strings.Join(j.allScripts(), "\n")
+		if name != "proofs" && (strings.Contains(all, "hack/toolchain.sh") || strings.Contains(all, "hack/ci-tools.sh")) {
+			t.Errorf("%s builds the end-to-end toolchain: only proofs does", name)
 		}
 	}
 }
@@ -1354,7 +1532,7 @@ func TestDocsNameEverySetting(t *testing.T) {
 			}
 		}
 	}
-	if got, want := keys(gitlab), []string{"GCP_PREVIEW_SERVICE_ACCOUNT", "GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
+	if got, want := keys(gitlab), []string{"GCP_PREVIEW_SERVICE_ACCOUNT", "GCP_SERVICE_ACCOUNT", "GCP_WORKLOAD_IDENTITY_PROVIDER", "GITLAB_PREVIEW_TOKEN", "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_STATE_BUCKET"}; !slices.Equal(got, want) {
 		t.Errorf("GitLab variables read = %v, want %v", got, want)
 	}
 

@@ -20,19 +20,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/planets-mlops/deploy/internal/testenv"
 	"gopkg.in/yaml.v3"
 )
 
-// requireTool skips loudly when a command the script needs is missing, and
-// fails in CI, where .ci/run installs it.
+// requireTool: a command the script needs, which both test tiers install
+// (testenv.NeedCommand: missing, the test fails when a tier is set).
 func requireTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: CI must have it", name)
-		}
-		t.Skipf("SKIPPED: %s is not installed (apt-get install %s)", name, name)
-	}
+	testenv.NeedCommand(t, name)
 }
 
 // runBash runs a script with bash -eo pipefail (GitHub's shell: bash, and
@@ -168,54 +164,224 @@ func TestCheckPassphrase(t *testing.T) {
 	}
 }
 
-// TestGitHubDeploySkipsAnOlderCommit runs the deploy job's first step, in
-// the concurrency group, with the tip the GitHub API reports (gh is a
-// stand-in answering as the API would: the API is not reachable here), and
-// checks that every later step only runs on the tip.
-func TestGitHubDeploySkipsAnOlderCommit(t *testing.T) {
-	j := loadWorkflow(t, "deploy.yml").job(t, "deploy")
-	i, tip, ok := j.stepWithID("tip")
-	if !ok || i != 0 {
-		t.Fatalf("deploy job: the tip check (id tip) is step %d, want the first", i)
-	}
-	if tip.Env["GH_TOKEN"] != "${{ github.token }}" || tip.Env["BRANCH"] != "${{ github.ref_name }}" {
-		t.Errorf("tip step env %v", tip.Env)
-	}
-	for k, s := range j.Steps[1:] {
-		if s.If != "steps.tip.outputs.latest == 'true'" {
-			t.Errorf("step %d (%s %s): if %q; want it to run only on the tip", k+1, s.Name, s.Uses, s.If)
-		}
-	}
-	const newer, older = "2c1d7e0b5a6f4d3c2b1a09f8e7d6c5b4a3928170", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807"
-	stubs := t.TempDir()
-	gh := `#!/usr/bin/env bash
-[[ "$*" == "api repos/acme/planets/commits/main --jq .sha" && $GH_TOKEN == token ]] || { echo "unexpected gh $*" >&2; exit 1; }
-echo ` + newer + "\n"
-	if err := os.WriteFile(filepath.Join(stubs, "gh"), []byte(gh), 0o755); err != nil {
+// fakeGitHubHistory is a stand-in for the `gh api` calls of
+// hack/deploy-target.sh (GitHub's API is not reachable here), answering from
+// a JSON world: {"main": [oldest ... tip], "messages": {sha: message},
+// "passed": [shas whose hermetic gate passed]}, with the real jq.
+const fakeGitHubHistory = `#!/usr/bin/env bash
+set -euo pipefail
+[[ $1 == api ]] || { echo "gh stand-in: unexpected $*" >&2; exit 1; }
+shift
+filter= fields=() args=()
+while (($#)); do
+  case $1 in
+    --method) [[ $2 == GET ]] || { echo "gh stand-in: only reads" >&2; exit 1; }; shift 2 ;;
+    --jq) filter=$2; shift 2 ;;
+    -f) fields+=("$2"); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[[ $GH_TOKEN == token ]] || { echo "gh stand-in: no token" >&2; exit 1; }
+path=${args[0]}
+case $path in
+  repos/acme/planets/commits/main) obj=$(jq '{sha: .main[-1]}' "$WORLD") ;;
+  repos/acme/planets/compare/*)
+    range=${path#repos/acme/planets/compare/}
+    obj=$(jq --arg a "${range%...*}" --arg b "${range#*...}" '. as $w | (.main | index($a)) as $i | (.main | index($b)) as $j |
+      if $i == null or $j == null then {status: "diverged", commits: []}
+      elif $j > $i then {status: "ahead", commits: [.main[$i+1:$j+1][] | {sha: ., commit: {message: ($w.messages[.] // "a change")}}]}
+      elif $j == $i then {status: "identical", commits: []}
+      else {status: "behind", commits: []} end' "$WORLD") ;;
+  repos/acme/planets/commits/*/check-runs)
+    sha=${path#repos/acme/planets/commits/}
+    sha=${sha%/check-runs}
+    [[ ${fields[*]} == "check_name=tests (hermetic)" ]] || { echo "gh stand-in: unexpected fields ${fields[*]}" >&2; exit 1; }
+    obj=$(jq --arg s "$sha" '{check_runs: [if (.passed | index($s)) == null then empty else {name: "tests (hermetic)", conclusion: "success"} end]}' "$WORLD") ;;
+  *) echo "gh stand-in: unexpected $path" >&2; exit 1 ;;
+esac
+jq -r "$filter" <<< "$obj"
+`
+
+// deployWorld is a history of main and what each commit's pipeline did.
+type deployWorld struct {
+	Main     []string          `json:"main"`
+	Messages map[string]string `json:"messages"`
+	Passed   []string          `json:"passed"`
+}
+
+// githubDeployTarget runs hack/deploy-target.sh github as the deploy job of
+// commit own would, in the world w, and returns the sha it picked.
+func githubDeployTarget(t *testing.T, w deployWorld, own string) (string, string) {
+	t.Helper()
+	requireTool(t, "jq")
+	dir := t.TempDir()
+	world, _ := json.Marshal(w)
+	if err := os.WriteFile(filepath.Join(dir, "world.json"), world, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ sha, want string }{{newer, "latest=true\n"}, {older, "latest=false\n"}} {
-		output := filepath.Join(t.TempDir(), "output")
-		out, code := runBash(t, t.TempDir(), tip.Run, "PATH="+stubs+":"+os.Getenv("PATH"),
-			"GH_TOKEN=token", "BRANCH=main", "GITHUB_REPOSITORY=acme/planets", "GITHUB_SHA="+tc.sha, "GITHUB_OUTPUT="+output)
-		got, _ := os.ReadFile(output)
-		if code != 0 || string(got) != tc.want {
-			t.Errorf("commit %s: exit %d, output %q, want %q (a skip is a success):\n%s", tc.sha[:7], code, got, tc.want, out)
+	if err := os.WriteFile(filepath.Join(dir, "gh"), []byte(fakeGitHubHistory), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runBash(t, repoPath(t, "."), "hack/deploy-target.sh github", "PATH="+dir+":"+os.Getenv("PATH"),
+		"WORLD="+filepath.Join(dir, "world.json"), "GH_TOKEN=token", "GITHUB_REPOSITORY=acme/planets",
+		"GITHUB_SHA="+own, "BRANCH=main", "GATE=tests (hermetic)", "GITHUB_ACTIONS=true")
+	if code != 0 {
+		t.Fatalf("hack/deploy-target.sh github: exit %d:\n%s", code, out)
+	}
+	m := regexp.MustCompile(`(?m)^sha=(\S*)\nreason=(.+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no sha= and reason= lines:\n%s", out)
+	}
+	return m[1], m[2]
+}
+
+// githubCovered runs hack/deploy-target.sh covered against the world.
+func githubCovered(t *testing.T, w deployWorld, deployed, target string) bool {
+	t.Helper()
+	dir := t.TempDir()
+	world, _ := json.Marshal(w)
+	_ = os.WriteFile(filepath.Join(dir, "world.json"), world, 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "gh"), []byte(fakeGitHubHistory), 0o755)
+	out, code := runBash(t, repoPath(t, "."), `hack/deploy-target.sh covered "$DEPLOYED" "$TARGET"`, "PATH="+dir+":"+os.Getenv("PATH"),
+		"WORLD="+filepath.Join(dir, "world.json"), "GH_TOKEN=token", "GITHUB_REPOSITORY=acme/planets", "GITHUB_ACTIONS=true",
+		"DEPLOYED="+deployed, "TARGET="+target)
+	if code > 1 {
+		t.Fatalf("covered: exit %d:\n%s", code, out)
+	}
+	return code == 0
+}
+
+// TestGitHubDeployJobPicksItsTarget: the deploy job's steps, in order: the
+// run's commit, hack/deploy-target.sh (in the concurrency group), a checkout
+// of its pick, and every later step only when it picked one; `pulumi up`
+// skips when the stack already runs a newer commit.
+func TestGitHubDeployJobPicksItsTarget(t *testing.T) {
+	j := loadWorkflow(t, "deploy.yml").job(t, "deploy")
+	i, target, ok := j.stepWithID("target")
+	if !ok || i != 1 || !strings.HasPrefix(j.Steps[0].Uses, "actions/checkout@") || j.Steps[0].If != "" {
+		t.Fatalf("deploy job: the target step (id target) is step %d, want the second, after a checkout of the run's commit", i)
+	}
+	if target.Run != `hack/deploy-target.sh github | tee -a "$GITHUB_OUTPUT"` || target.Env["GH_TOKEN"] != "${{ github.token }}" ||
+		target.Env["BRANCH"] != "${{ github.ref_name }}" || target.Env["GATE"] != loadWorkflow(t, "deploy.yml").job(t, "test").name() {
+		t.Errorf("target step %+v; want hack/deploy-target.sh github with GH_TOKEN, BRANCH and GATE (the test job's name)", target)
+	}
+	second := j.Steps[2]
+	if !strings.HasPrefix(second.Uses, "actions/checkout@") || second.With["ref"] != "${{ steps.target.outputs.sha }}" ||
+		second.If != "steps.target.outputs.sha != '' && steps.target.outputs.sha != github.sha" {
+		t.Errorf("step 2 %+v; want a checkout of the target when it is another commit", second)
+	}
+	for k, s := range j.Steps[3:] {
+		if !strings.Contains(s.If, "steps.target.outputs.sha != ''") {
+			t.Errorf("step %d (%s %s): if %q; want it to run only when there is a target", k+3, s.Name, s.Uses, s.If)
 		}
+	}
+	var up step
+	for _, s := range j.Steps {
+		if strings.Contains(s.Run, "pulumi up ") {
+			up = s
+		}
+	}
+	if up.Env["TARGET"] != "${{ steps.target.outputs.sha }}" || !strings.Contains(up.Run, `hack/deploy-target.sh covered "$deployed" "$TARGET"`) ||
+		strings.Index(up.Run, "covered") > strings.Index(up.Run, "pulumi up ") {
+		t.Errorf("pulumi up step: env %v; want it to skip, before `pulumi up`, when the stack already runs a newer commit:\n%s", up.Env, up.Run)
 	}
 }
 
-// TestGitLabDeploySkipsAnOlderCommit runs the deploy job's first script
-// entry against a real git remote whose main moved on.
-func TestGitLabDeploySkipsAnOlderCommit(t *testing.T) {
+func (j job) name() string {
+	var n struct {
+		Name string `yaml:"name"`
+	}
+	_ = j.node.Decode(&n)
+	return n.Name
+}
+
+// TestGitHubNewestCommitAlwaysDeploys walks the interleavings of GitHub's
+// concurrency group (one job running, one pending; an arrival cancels the
+// pending one) with the real hack/deploy-target.sh: whatever the order in
+// which the tests finish, main's newest commit whose tests passed (or the
+// [skip ci] commits on top of it) ends up deployed, and nothing older is
+// applied over it.
+func TestGitHubNewestCommitAlwaysDeploys(t *testing.T) {
+	const c1, c2, c3, c4 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333", "4444444444444444444444444444444444444444"
+	for _, tc := range []struct {
+		name     string
+		world    deployWorld
+		arrivals []string // deploy jobs in the order they enter the group
+		busy     bool     // a deploy holds the group while they arrive: only the last runs
+		want     string   // deployed at the end
+	}{
+		{"C3 then C2 arriving while C1 deploys: C2 runs and deploys C3",
+			deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2, c3}}, []string{c3, c2}, true, c3},
+		{"C3 then C2, each running at once: C2 finds C3 deployed",
+			deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2, c3}}, []string{c3, c2}, false, c3},
+		{"a [skip ci] tip: C2 deploys it",
+			deployWorld{Main: []string{c1, c2, c3}, Messages: map[string]string{c3: "docs [skip ci]"}, Passed: []string{c1, c2}}, []string{c2}, false, c3},
+		{"the tip's tests still running: C2 deploys C2, C3 after",
+			deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2}}, []string{c2}, false, c2},
+		{"C4 [ci skip] on C3, C3's run cancelled by C2's",
+			deployWorld{Main: []string{c1, c2, c3, c4}, Messages: map[string]string{c4: "[CI SKIP] typo"}, Passed: []string{c1, c2, c3}}, []string{c3, c2}, true, c4},
+		{"in order", deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2, c3}}, []string{c2, c3}, false, c3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs := tc.arrivals
+			if tc.busy {
+				runs = runs[len(runs)-1:] // the others were cancelled while pending
+			}
+			deployed := c1
+			for _, own := range runs {
+				target, reason := githubDeployTarget(t, tc.world, own)
+				if target == "" {
+					t.Logf("%s: %s", own[:7], reason)
+					continue
+				}
+				if githubCovered(t, tc.world, deployed, target) {
+					t.Logf("%s: skips %s, the stack runs %s", own[:7], target[:7], deployed[:7])
+					continue
+				}
+				t.Logf("%s: %s", own[:7], reason)
+				deployed = target
+			}
+			if deployed != tc.want {
+				t.Errorf("deployed %s at the end, want %s", deployed[:7], tc.want[:7])
+			}
+		})
+	}
+	t.Run("main rewritten without the run's commit", func(t *testing.T) {
+		if target, reason := githubDeployTarget(t, deployWorld{Main: []string{c1, c3}}, c2); target != "" || !strings.Contains(reason, "does not contain it") {
+			t.Errorf("target %q (%s), want none", target, reason)
+		}
+	})
+	t.Run("covered", func(t *testing.T) {
+		w := deployWorld{Main: []string{c1, c2, c3}}
+		for _, tc := range []struct {
+			deployed, target string
+			want             bool
+		}{{c3, c3, true}, {c3, c2, true}, {c2, c3, false}, {"", c2, false}} {
+			if got := githubCovered(t, w, tc.deployed, tc.target); got != tc.want {
+				t.Errorf("covered(deployed %.7s, target %.7s) = %v, want %v", tc.deployed, tc.target, got, tc.want)
+			}
+		}
+	})
+}
+
+// TestGitLabNewestCommitAlwaysDeploys runs the deploy job's first script
+// entry and hack/deploy-target.sh covered against a real git remote: a
+// [skip ci] tip is deployed by the pipeline below it; with GitLab's resource
+// group (newest first, never cancelled) C3's deploy runs before C2's, which
+// then finds C3 deployed and skips; a rewritten branch deploys nothing.
+func TestGitLabNewestCommitAlwaysDeploys(t *testing.T) {
 	requireTool(t, "git")
 	j := loadGitLab(t).job(t, "deploy")
-	if len(j.Script) == 0 || !strings.Contains(j.Script[0], `git ls-remote "$CI_REPOSITORY_URL" "refs/heads/$CI_COMMIT_BRANCH"`) {
-		t.Fatalf("deploy job: the first script entry does not compare the commit with the branch's tip:\n%q", j.Script)
+	if len(j.Script) == 0 || !strings.Contains(j.Script[0], "hack/deploy-target.sh gitlab") {
+		t.Fatalf("deploy job: the first script entry does not run hack/deploy-target.sh gitlab:\n%q", j.Script)
+	}
+	covered := slices.IndexFunc(j.Script, func(s string) bool { return strings.Contains(s, `hack/deploy-target.sh covered "$deployed" "$target"`) })
+	up := slices.IndexFunc(j.Script, func(s string) bool { return strings.HasPrefix(s, "pulumi up ") })
+	if covered < 0 || up < covered {
+		t.Errorf("deploy job: covered check at %d, pulumi up at %d; want the check first", covered, up)
 	}
 	dir := t.TempDir()
 	remote := filepath.Join(dir, "remote.git")
-	work := filepath.Join(dir, "work")
 	git := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"}, args...)...)
@@ -227,23 +393,88 @@ func TestGitLabDeploySkipsAnOlderCommit(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 	git("init", "-q", "--bare", remote)
-	git("init", "-q", work)
-	git("-C", work, "commit", "-q", "--allow-empty", "-m", "older")
-	older := git("-C", work, "rev-parse", "HEAD")
-	git("-C", work, "commit", "-q", "--allow-empty", "-m", "newer")
-	newer := git("-C", work, "rev-parse", "HEAD")
-	git("-C", work, "push", "-q", remote, "HEAD:refs/heads/main")
-
-	for _, tc := range []struct {
-		sha    string
-		deploy bool
-	}{{newer, true}, {older, false}} {
-		out, code := runBash(t, dir, j.Script[0]+"\necho DEPLOYING",
-			"CI_REPOSITORY_URL="+remote, "CI_COMMIT_BRANCH=main", "CI_COMMIT_SHA="+tc.sha)
-		if code != 0 || strings.Contains(out, "DEPLOYING") != tc.deploy {
-			t.Errorf("commit %s: exit %d, deploys %v, want %v (a skip is a success):\n%s", tc.sha[:7], code, !tc.deploy, tc.deploy, out)
-		}
+	author := filepath.Join(dir, "author")
+	git("init", "-q", author)
+	commit := func(msg string) string {
+		git("-C", author, "commit", "-q", "--allow-empty", "-m", msg)
+		return git("-C", author, "rev-parse", "HEAD")
 	}
+	c1, c2, c3 := commit("one"), commit("two"), commit("three")
+	git("-C", author, "push", "-q", remote, "HEAD:refs/heads/main")
+	// A pipeline's clone of its own commit, as GitLab makes it.
+	clone := func(t *testing.T, sha string) string {
+		t.Helper()
+		work := filepath.Join(t.TempDir(), "clone")
+		git("clone", "-q", remote, work)
+		git("-C", work, "checkout", "-q", sha)
+		return work
+	}
+	deployTarget := func(t *testing.T, sha string) (string, string) {
+		t.Helper()
+		work := clone(t, sha)
+		// The first entry, with a stand-in PATH entry for the repository's
+		// script (the clone holds only empty commits).
+		out, code := runBash(t, work, strings.ReplaceAll(j.Script[0], "hack/deploy-target.sh", repoPath(t, "hack/deploy-target.sh"))+"\necho TARGET=$target",
+			"CI_REPOSITORY_URL="+remote, "CI_COMMIT_BRANCH=main", "CI_COMMIT_SHA="+sha)
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		m := regexp.MustCompile(`(?m)^TARGET=(\S*)$`).FindStringSubmatch(out)
+		head := git("-C", work, "rev-parse", "HEAD")
+		if m == nil {
+			return "", out // exit 0 before: deploys nothing
+		}
+		if head != m[1] {
+			t.Errorf("the clone is at %s, not at the target %s", head[:7], m[1][:7])
+		}
+		return m[1], out
+	}
+	isCovered := func(t *testing.T, deployed, target string) bool {
+		out, code := runBash(t, clone(t, target), repoPath(t, "hack/deploy-target.sh")+` covered "$DEPLOYED" "$TARGET"`,
+			"CI_REPOSITORY_URL="+remote, "CI_COMMIT_BRANCH=main", "DEPLOYED="+deployed, "TARGET="+target, "GITHUB_ACTIONS=")
+		if code > 1 {
+			t.Fatalf("covered: exit %d:\n%s", code, out)
+		}
+		return code == 0
+	}
+
+	t.Run("the tip's own pipeline", func(t *testing.T) {
+		if got, out := deployTarget(t, c3); got != c3 {
+			t.Errorf("target %q, want the tip:\n%s", got, out)
+		}
+	})
+	t.Run("C3 then C2 (newest first): C2 finds C3 deployed", func(t *testing.T) {
+		deployed := c1
+		for _, own := range []string{c3, c2} {
+			target, _ := deployTarget(t, own)
+			if target != "" && !isCovered(t, deployed, target) {
+				deployed = target
+			}
+		}
+		if deployed != c3 {
+			t.Errorf("deployed %s, want C3", deployed[:7])
+		}
+	})
+	c4 := commit("docs only [skip ci]")
+	git("-C", author, "push", "-q", remote, "HEAD:refs/heads/main")
+	t.Run("a [skip ci] tip: C3's pipeline deploys it", func(t *testing.T) {
+		if got, out := deployTarget(t, c3); got != c4 {
+			t.Errorf("target %q, want the [skip ci] tip %s:\n%s", got, c4[:7], out)
+		}
+	})
+	t.Run("an older pipeline with a newer one to come: its own commit", func(t *testing.T) {
+		if got, out := deployTarget(t, c2); got != c2 {
+			t.Errorf("target %q, want C2 (C3's pipeline deploys after it):\n%s", got, out)
+		}
+	})
+	git("-C", author, "reset", "-q", "--hard", c1)
+	c5 := commit("rewritten")
+	git("-C", author, "push", "-q", "--force", remote, "HEAD:refs/heads/main")
+	t.Run("a rewritten branch: nothing", func(t *testing.T) {
+		if got, out := deployTarget(t, c3); got != "" || !strings.Contains(out, "does not contain it") {
+			t.Errorf("target %q, want none (main is at %s):\n%s", got, c5[:7], out)
+		}
+	})
 }
 
 // modelServer is a real HTTP server on 127.0.0.1 that answers like the model
@@ -563,8 +794,8 @@ func TestGitLabImagePinnedToGoMod(t *testing.T) {
 		t.Errorf("default image %q, want %s (optionally @sha256:<digest>)", top.Default.Image, want)
 	}
 	test := loadGitLab(t).job(t, "test")
-	if len(test.Script) < 2 || test.Script[0] != "hack/ci-tools.sh" {
-		t.Errorf("test job script %q: want hack/ci-tools.sh (which prunes older builds) first", test.Script)
+	if len(test.Script) < 2 || test.Script[0] != "hack/deps.sh hermetic" {
+		t.Errorf("test job script %q: want hack/deps.sh hermetic (what the image lacks) first", test.Script)
 	}
 }
 
@@ -689,6 +920,12 @@ func TestGitHubCommentJob(t *testing.T) {
 	if got := ours(); len(got) != 1 || got[0] != third {
 		t.Fatalf("after the third preview: %q", got)
 	}
+	// The preview runs beside the tests: when they fail, it is shown under
+	// a warning.
+	push("failure", marker+"\n#### preview of ggggggg1\n", "ggggggg1")
+	if got := ours(); len(got) != 1 || got[0] != marker+"\n> [!CAUTION]\n> **Tests failed** on commit ggggggg ([logs](https://ci.example/run/ggg)): fix them before merging; main deploys only commits whose tests pass.\n\n#### preview of ggggggg1\n" {
+		t.Fatalf("after a preview beside failed tests: %q", got)
+	}
 }
 
 // TestScriptsPassShellcheck: actionlint shellchecks the GitHub workflows'
@@ -704,7 +941,7 @@ func TestScriptsPassShellcheck(t *testing.T) {
 			t.Errorf("shellcheck %s: %v\n%s", path, err, out)
 		}
 	}
-	for _, name := range []string{"check-endpoint.sh", "check-passphrase.sh", "ci-tools.sh", "preview-comment.sh"} {
+	for _, name := range []string{"check-endpoint.sh", "check-passphrase.sh", "ci-tools.sh", "deploy-target.sh", "gitlab-note.sh", "gke-auth-plugin.sh", "preview-comment.sh", "program.sh"} {
 		shellcheck(t, repoPath(t, filepath.Join("hack", name)))
 	}
 	for name, j := range loadGitLab(t).jobs {
@@ -718,5 +955,180 @@ func TestScriptsPassShellcheck(t *testing.T) {
 			}
 			shellcheck(t, p)
 		}
+	}
+}
+
+// fakeGitLab is a stand-in for GitLab's API (not reachable here) on
+// 127.0.0.1: the pipeline's jobs, the token's user, and a merge request's
+// notes, which it keeps. It records the token each request carried.
+type fakeGitLab struct {
+	testStatus string
+
+	mu     sync.Mutex
+	notes  []map[string]any
+	tokens map[string]bool
+}
+
+func (g *fakeGitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tokens == nil {
+		g.tokens = map[string]bool{}
+	}
+	g.tokens[r.Header.Get("PRIVATE-TOKEN")] = true
+	w.Header().Set("Content-Type", "application/json")
+	const notes = "/api/v4/projects/7/merge_requests/3/notes"
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v4/projects/7/pipelines/99/jobs":
+		_ = json.NewEncoder(w).Encode([]map[string]any{{"name": "preview", "status": "success"}, {"name": "test", "status": g.testStatus}})
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v4/user":
+		_ = json.NewEncoder(w).Encode(map[string]any{"username": "project_7_bot"})
+	case r.Method == http.MethodGet && r.URL.Path == notes:
+		if r.URL.Query().Get("page") != "1" {
+			_ = json.NewEncoder(w).Encode([]any{})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(g.notes)
+	case (r.Method == http.MethodPost && r.URL.Path == notes) || (r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, notes+"/")):
+		var body struct{ Body string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Body == "" {
+			http.Error(w, `{"message":"body is missing"}`, http.StatusBadRequest)
+			return
+		}
+		if r.Method == http.MethodPost {
+			g.notes = append(g.notes, map[string]any{"id": 100 + len(g.notes), "author": map[string]any{"username": "project_7_bot"}, "body": body.Body})
+		} else {
+			id := strings.TrimPrefix(r.URL.Path, notes+"/")
+			for _, n := range g.notes {
+				if fmt.Sprint(n["id"]) == id {
+					n["body"] = body.Body
+				}
+			}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": 1})
+	default:
+		http.Error(w, `{"message":"404 Not Found"}`, http.StatusNotFound)
+	}
+}
+
+// TestGitLabNote runs the comment job's script (hack/gitlab-note.sh behind
+// it) against a stand-in of GitLab's API: without the token it says so and
+// succeeds; with it, the first preview creates the note, the next updates
+// it, failed tests put a warning above it, a human's note with the marker is
+// left alone, and the token never reaches the log.
+func TestGitLabNote(t *testing.T) {
+	requireTool(t, "jq")
+	requireTool(t, "curl")
+	j := loadGitLab(t).job(t, "comment")
+	script := strings.Join(j.Script, "\n")
+	const token = "glpat-secret-token-value"
+	gl := &fakeGitLab{notes: []map[string]any{{"id": 1, "author": map[string]any{"username": "alice"}, "body": "<!-- pulumi-preview: mlops/dev --> quoted"}}}
+	srv := httptest.NewServer(gl)
+	defer srv.Close()
+	run := func(t *testing.T, tokenValue, preview, outcome string) string {
+		t.Helper()
+		dir := t.TempDir()
+		for name, text := range map[string]string{"preview.txt": preview, "admin-changes.md": "", "preview-outcome.txt": outcome + "\n"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(repoPath(t, "hack"), filepath.Join(dir, "hack")); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runBash(t, dir, script, "GITLAB_PREVIEW_TOKEN="+tokenValue, "CI_API_V4_URL="+srv.URL+"/api/v4",
+			"CI_PROJECT_ID=7", "CI_PIPELINE_ID=99", "CI_MERGE_REQUEST_IID=3", "CI_COMMIT_SHA=abcdef0123456789",
+			"CI_PIPELINE_URL=https://gitlab.example/p/99")
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		if strings.Contains(out, token) {
+			t.Errorf("the token is in the log:\n%s", out)
+		}
+		return out
+	}
+	ours := func() []string {
+		gl.mu.Lock()
+		defer gl.mu.Unlock()
+		var bodies []string
+		for _, n := range gl.notes {
+			if n["author"].(map[string]any)["username"] == "project_7_bot" {
+				bodies = append(bodies, n["body"].(string))
+			} else if n["body"] != "<!-- pulumi-preview: mlops/dev --> quoted" {
+				t.Errorf("a human's note was changed: %v", n["body"])
+			}
+		}
+		return bodies
+	}
+
+	if out := run(t, "", "+ 1 to create\n", "success"); !strings.Contains(out, "No merge request note: set the CI/CD variable GITLAB_PREVIEW_TOKEN") || len(ours()) != 0 {
+		t.Fatalf("without a token: %q, notes %q", out, ours())
+	}
+	gl.testStatus = "success"
+	run(t, token, "+ 1 to create\n", "success")
+	if got := ours(); len(got) != 1 || !strings.HasPrefix(got[0], "<!-- pulumi-preview: mlops/dev -->\n#### :tropical_drink:") ||
+		!strings.Contains(got[0], ":white_check_mark: succeeded") || !strings.Contains(got[0], "+ 1 to create") || strings.Contains(got[0], "Tests failed") {
+		t.Fatalf("after the first preview: %q", got)
+	}
+	gl.testStatus = "failed"
+	run(t, token, "~ 1 to update\n", "failed")
+	if got := ours(); len(got) != 1 || !strings.HasPrefix(got[0], "<!-- pulumi-preview: mlops/dev -->\n> [!caution]\n> **Tests failed** on commit abcdef0") ||
+		!strings.Contains(got[0], "the test job is failed") || !strings.Contains(got[0], ":x: failed") || !strings.Contains(got[0], "~ 1 to update") {
+		t.Fatalf("after a second push with failed tests: %q", got)
+	}
+	if !gl.tokens[token] || len(gl.tokens) != 1 {
+		t.Errorf("tokens sent: %v, want only the variable's", gl.tokens)
+	}
+}
+
+// TestProgramScript runs hack/program.sh (Pulumi.yaml's runtime binary) on a
+// small program of its own: it builds bin/mlops and execs it with the
+// arguments and environment the language host gave; a second run links
+// nothing when nothing changed (so CI's build step is the one build of the
+// job), and a change is built.
+func TestProgramScript(t *testing.T) {
+	dir := t.TempDir()
+	script, err := os.ReadFile(repoPath(t, "hack/program.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"hack/program.sh": string(script),
+		"go.mod":          "module example.com/program\n\ngo 1.22\n",
+		"main.go":         "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(\"one\", os.Args[1:], os.Getenv(\"PULUMI_MONITOR\")) }\n",
+	}
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// runIt returns the program's output and whether go linked it (GOFLAGS=-x
+	// lists the commands go runs on stderr).
+	runIt := func() (string, bool) {
+		t.Helper()
+		// The language host may start it from elsewhere.
+		out, code := runBash(t, t.TempDir(), `"$PROGRAM" --flag 2> "$LOG"`, "PROGRAM="+filepath.Join(dir, "hack", "program.sh"),
+			"PULUMI_MONITOR=127.0.0.1:1", "GOFLAGS=-x", "LOG="+filepath.Join(dir, "go.log"))
+		log, _ := os.ReadFile(filepath.Join(dir, "go.log"))
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s\n%s", code, out, log)
+		}
+		return out, regexp.MustCompile(`(?m)/link -o `).Match(log)
+	}
+	if out, linked := runIt(); out != "one [--flag] 127.0.0.1:1\n" || !linked {
+		t.Errorf("first run: output %q, linked %v; want the program's own output, with its arguments and environment", out, linked)
+	}
+	if out, linked := runIt(); linked || !strings.HasPrefix(out, "one ") {
+		t.Errorf("second run, nothing changed: linked %v (output %q), want no link", linked, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(files["main.go"], `"one"`, `"two"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, linked := runIt(); !strings.HasPrefix(out, "two ") || !linked {
+		t.Errorf("after a change: %q (linked %v), want the new code", out, linked)
 	}
 }

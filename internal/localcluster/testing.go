@@ -2,30 +2,18 @@ package localcluster
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
 // ToolchainBin returns $MLOPS_TOOLCHAIN_BIN for a test that needs the real
-// binaries. Unset, the test fails in CI, where it must never be skipped
-// silently, and skips loudly elsewhere; -short skips it too.
+// binaries: a proof of the full tier (testenv.NeedToolchain decides whether
+// the test runs, fails or is skipped; -short skips it).
 func ToolchainBin(t testing.TB) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a real control plane and the Pulumi CLI; skipped with -short")
-	}
-	bin := os.Getenv("MLOPS_TOOLCHAIN_BIN")
-	if bin == "" {
-		const msg = "MLOPS_TOOLCHAIN_BIN is unset, so this test did NOT run.\n" +
-			"\tBuild the toolchain (once, cached) and point the tests at it:\n" +
-			"\t    export MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("\n\n*** SKIPPED: " + msg + "\n")
-	}
-	return bin
+	return testenv.NeedToolchain(t)
 }
 
 // StartForTest starts a control plane that stops when the test ends.

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
 // CLI is a docker command line whose engine answers.
@@ -96,19 +98,19 @@ func (c CLI) Output(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// Require is Find for tests: without an engine the test fails when CI=true
-// and is skipped loudly otherwise.
+// Require is Find for tests: an engine is a proof's need
+// (testenv.NeedDocker): without one the test fails in the full tier, and in
+// the hermetic tier it is skipped without looking for one.
 func Require(t testing.TB) CLI {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cli, err := Find(ctx)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skipf("\n\n*** SKIPPED: %v\n", err)
-	}
+	var cli CLI
+	testenv.NeedDocker(t, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		cli, err = Find(ctx)
+		return err
+	})
 	return cli
 }
 

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
 // Image is a held-out image and its class.
@@ -22,21 +24,12 @@ type Image struct {
 	Path  string
 }
 
-// Images are the held-out images of every class. Without the dataset the
-// test fails when CI=true and is skipped loudly otherwise.
+// Images are the held-out images of every class. The dataset is a proof's
+// need (testenv.NeedDataset): without it the test fails in the full tier and
+// is skipped otherwise.
 func Images(t testing.TB, projectDir string) []Image {
 	t.Helper()
-	data := os.Getenv("PLANETS_DATA")
-	if data == "" {
-		data = filepath.Join(projectDir, "..", "shared", "datasets", "planets")
-	}
-	if _, err := os.Stat(filepath.Join(data, "raw")); err != nil {
-		msg := fmt.Sprintf("the planets dataset is not at %s (set PLANETS_DATA)", data)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skipf("\n\n*** SKIPPED: %s\n", msg)
-	}
+	data := testenv.NeedDataset(t, projectDir)
 	list, err := os.Open(filepath.Join(projectDir, "model", "artifacts", "heldout.txt"))
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/planets-mlops/deploy/internal/localcloud/goimage"
 	"github.com/planets-mlops/deploy/internal/localcloud/node"
 	"github.com/planets-mlops/deploy/internal/localcluster"
+	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
 // TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind starts the
@@ -31,13 +32,7 @@ import (
 // pod cgroup.
 func TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind(t *testing.T) {
 	bin := localcluster.ToolchainBin(t)
-	if os.Geteuid() != 0 {
-		// The node needs root; CI runs as root.
-		if os.Getenv("CI") == "true" {
-			t.Fatal("a real node needs root")
-		}
-		t.Skip("\n\n*** SKIPPED: a real node needs root\n")
-	}
+	testenv.NeedRoot(t) // containers, mounts, iptables
 	// Long enough to wait for the machine's one node lock while another
 	// package's test (the root package's end-to-end proofs) holds it.
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
+	"github.com/planets-mlops/deploy/model/internal/testenv"
 	"github.com/planets-mlops/deploy/model/internal/testruntime"
 )
 
@@ -234,22 +235,13 @@ func BenchmarkTensor(b *testing.B) {
 // TestDatasetParity compares Go's model inputs with the training code's
 // (training/inputs.py, Pillow with libjpeg-turbo) for every JPEG of the
 // dataset, which is next to the repository ($PLANETS_DATA or
-// ../shared/datasets/planets; CI has it there). Without the dataset or
-// Python's Pillow and numpy it skips loudly, and fails in CI.
+// ../shared/datasets/planets). A proof of the full tier (testenv): without
+// the dataset or Python's Pillow and numpy it fails there, and is skipped
+// with a message in the hermetic tier.
 func TestDatasetParity(t *testing.T) {
 	repo := filepath.Dir(testruntime.ModuleRoot(t))
-	root := os.Getenv("PLANETS_DATA")
-	if root == "" {
-		root = filepath.Join(repo, "..", "shared", "datasets", "planets")
-	}
+	root := testenv.NeedDataset(t, repo)
 	paths, _ := filepath.Glob(filepath.Join(root, "raw", "*", "*.jpg"))
-	if len(paths) == 0 {
-		msg := fmt.Sprintf("no dataset JPEGs under %s (set PLANETS_DATA)", root)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPING: " + msg)
-	}
 	cmd := exec.Command("/usr/bin/python3", filepath.Join(repo, "training", "inputs.py"))
 	cmd.Stdin = strings.NewReader(strings.Join(paths, "\n"))
 	var stderr bytes.Buffer
@@ -257,8 +249,8 @@ func TestDatasetParity(t *testing.T) {
 	out, err := cmd.Output()
 	if err != nil {
 		msg := fmt.Sprintf("training/inputs.py: %v: %s", err, stderr.String())
-		if strings.Contains(stderr.String(), "ModuleNotFoundError") && os.Getenv("CI") != "true" {
-			t.Skip("SKIPPING: " + msg + " (apt-get install python3-pil python3-numpy)")
+		if strings.Contains(stderr.String(), "ModuleNotFoundError") {
+			testenv.NeedProof(t, "Python's Pillow and numpy (apt-get install python3-pil python3-numpy)", func() error { return errors.New(msg) })
 		}
 		t.Fatal(msg)
 	}
