@@ -28,9 +28,10 @@ func init() {
 	for why, names := range map[string]string{
 		"bash builtins and keywords": "alias bash sh pwd break builtin case cd command continue declare do done echo elif else esac eval exec exit export false fi for function getopts hash if in local mapfile printf pushd popd read readarray readonly return select set shift shopt source test then time trap true type ulimit umask unset until wait while",
 		"coreutils":                  "basename cat chmod chown chroot cp cut date dd df dirname du env expr head id install ln ls mkdir mktemp mv nohup nproc numfmt od readlink realpath rm rmdir seq sha256sum sleep sort stat stdbuf sync tac tail tee timeout touch tr truncate uname uniq wc yes",
-		"base utilities":             "awk cmp diff find flock getconf grep gzip hostname kill mount ps pgrep pkill sed setpriv setsid tar umount xargs",
+		"base utilities":             "useradd userdel awk cmp diff find flock getconf grep gzip hostname kill mount ps pgrep pkill sed setpriv setsid tar umount xargs",
 		"prerequisites (README)":     "go gofmt git",
 		"used only where present":    "sudo apt-get dpkg dpkg-query",
+		"the hosted runner's (the pipelines' own scripts; their tests use stand-ins)": "gh gcloud gke-gcloud-auth-plugin",
 	} {
 		for _, name := range strings.Fields(names) {
 			baseCommands[name] = why
@@ -208,6 +209,7 @@ var (
 	funcDef         = regexp.MustCompile(`(?m)^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*\(\)\s*\{`)
 	heredoc         = regexp.MustCompile(`<<-?\s*['"]?([A-Za-z_]+)['"]?`)
 	casePattern     = regexp.MustCompile(`^\s*[^()$"'=]+\)`)
+	testExpression  = regexp.MustCompile(`\[\[ [^]]*\]\]`) // operands, not commands: [[ $a != b ]]
 	shellSeparators = regexp.MustCompile(`\|\||&&|[|;&({}]|\$\(|\bthen\b|\bdo\b|\belse\b|\bif\b|\bwhile\b|\buntil\b|!`)
 )
 
@@ -226,7 +228,7 @@ func shellCommands(src string) []string {
 	src = arithmetic.ReplaceAllString(arrayLiteral.ReplaceAllString(parameter.ReplaceAllString(src, "$$x"), "="), " ")
 	var names []string
 	for _, line := range strings.Split(src, "\n") {
-		line = casePattern.ReplaceAllString(line, "")
+		line = testExpression.ReplaceAllString(casePattern.ReplaceAllString(line, ""), " ")
 		for _, part := range shellSeparators.Split(line, -1) {
 			words := strings.Fields(part)
 			for len(words) > 0 && (strings.Contains(words[0], "=") || words[0] == "command" && len(words) > 1 && words[1] == "-v" ||
