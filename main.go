@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/organizations"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -110,6 +109,19 @@ func deployIn(ctx *pulumi.Context, root string) (pulumi.Map, error) {
 		return nil, err
 	}
 
+	// What CI's identities may do in the cluster, applied by the admin's
+	// `up` like their IAM roles.
+	if target.deployUser != nil {
+		if _, err := infra.NewDeployAccess(ctx, "deploy-access", &infra.DeployAccessArgs{
+			Namespace:     service.Namespace.Metadata.Name().Elem(),
+			NamespaceName: cfg.Serve.Namespace,
+			DeployUser:    target.deployUser,
+			PreviewUser:   target.previewUser,
+		}, pulumi.Providers(target.kubernetes)); err != nil {
+			return nil, err
+		}
+	}
+
 	outputs := target.outputs
 	outputs["endpoint"] = service.Endpoint
 	outputs["modelFingerprint"] = pulumi.String(cfg.Model.Fingerprint)
@@ -123,9 +135,14 @@ type deployTarget struct {
 	repository       pulumi.StringInput
 	registryServer   pulumi.StringInput
 	registryUsername pulumi.StringInput
+	// registryPassword nil: the docker CLI's credentials push (ModelImageArgs).
 	registryPassword pulumi.StringInput
 	// registryReady is what must exist before an image can be pushed.
 	registryReady []pulumi.Resource
+	// deployUser and previewUser are the Kubernetes users of CI's deploy
+	// and preview identities, given RBAC in the model's namespace; nil: no
+	// RBAC is declared.
+	deployUser, previewUser pulumi.StringInput
 	// loadBalancerIP is the static address of the LoadBalancer, if any.
 	loadBalancerIP pulumi.StringInput
 	// outputs are the target's own stack outputs.
@@ -215,18 +232,23 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 		outputs["ciServiceAccountKey"] = ci.Key
 	}
 
-	// The token of whoever runs `pulumi up` (CI's federated identity, or an
-	// admin), valid for an hour: enough to push, nothing stored.
-	token := organizations.GetClientConfigOutput(ctx, pulumi.DependsOn(apis.Services)).AccessToken()
+	// No registry password: pulumi-docker would keep it in the state (the
+	// Image's inputs), where every identity that can decrypt the state,
+	// previews of any branch included, could read it. The push authenticates
+	// through the docker CLI's credential helper for the registry's host
+	// (`gcloud auth configure-docker <region>-docker.pkg.dev`, in CI and in
+	// the README's admin steps), which mints a fresh token of whoever runs
+	// `up` for every push, however long the build takes.
 	return &deployTarget{
-		kubernetes:       cluster.Provider,
-		repository:       registry.URL,
-		registryServer:   registry.Server,
-		registryUsername: pulumi.String("oauth2accesstoken"),
-		registryPassword: pulumi.ToSecret(token).(pulumi.StringOutput),
-		registryReady:    []pulumi.Resource{registry.Repository}, // the repository itself, not the component (see ProjectAPIs.Services)
-		loadBalancerIP:   loadBalancerIP,
-		outputs:          outputs,
+		kubernetes:     cluster.Provider,
+		repository:     registry.URL,
+		registryServer: registry.Server,
+		registryReady:  []pulumi.Resource{registry.Repository}, // the repository itself, not the component (see ProjectAPIs.Services)
+		// GKE names a Google identity's requests by its email.
+		deployUser:     ci.Account.Email,
+		previewUser:    ci.PreviewAccount.Email,
+		loadBalancerIP: loadBalancerIP,
+		outputs:        outputs,
 	}, nil
 }
 
@@ -243,7 +265,7 @@ func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, er
 	if err != nil {
 		return nil, err
 	}
-	return &deployTarget{
+	target := &deployTarget{
 		kubernetes:       cluster.Provider,
 		repository:       pulumi.String(remote.Registry),
 		registryServer:   pulumi.String(remote.RegistryServer),
@@ -253,5 +275,9 @@ func existingCluster(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, er
 			"clusterName": pulumi.String(remote.KubeContext),
 			"registryUrl": pulumi.String(remote.Registry),
 		},
-	}, nil
+	}
+	if remote.DeployUser != "" {
+		target.deployUser, target.previewUser = pulumi.String(remote.DeployUser), pulumi.String(remote.PreviewUser)
+	}
+	return target, nil
 }

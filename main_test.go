@@ -118,6 +118,11 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 		"kubernetes:apps/v1:Deployment":                                     1,
 		"kubernetes:core/v1:Service":                                        1,
 		"kubernetes:policy/v1:PodDisruptionBudget":                          1,
+		"mlops:infra:DeployAccess":                                          1,
+		"kubernetes:rbac.authorization.k8s.io/v1:Role":                      2,
+		"kubernetes:rbac.authorization.k8s.io/v1:RoleBinding":               2,
+		"kubernetes:rbac.authorization.k8s.io/v1:ClusterRole":               2,
+		"kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding":        2,
 	}
 	for typ, n := range want {
 		if counts[typ] != n {
@@ -131,9 +136,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	}
 
 	// The workloads go through the cluster's provider, never an ambient one.
-	for _, typ := range []string{"kubernetes:core/v1:Namespace", "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service", "kubernetes:policy/v1:PodDisruptionBudget"} {
-		if p := mocks.One(t, typ).Provider; !strings.Contains(p, "pulumi:providers:kubernetes::cluster-k8s") {
-			t.Errorf("%s uses provider %q, want the cluster's", typ, p)
+	for _, r := range mocks.Resources() {
+		if strings.HasPrefix(r.Type, "kubernetes:") && !strings.Contains(r.Provider, "pulumi:providers:kubernetes::cluster-k8s") {
+			t.Errorf("%s %s uses provider %q, want the cluster's", r.Type, r.Name, r.Provider)
 		}
 	}
 
@@ -197,15 +202,15 @@ func TestRolesGrantedAreExactlyTheIntendedOnes(t *testing.T) {
 	nodes := "serviceAccount:mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com"
 	repo := "projects/" + testProject + "/locations/europe-west6/repositories/mlops"
 	want := []string{
-		"project " + testProject + " roles/container.developer " + ci,
+		"project " + testProject + " roles/container.clusterViewer " + ci,
 		"repository " + repo + " roles/artifactregistry.writer " + ci,
 		"bucket planets-pulumi-state roles/storage.objectUser " + ci,
 		"project " + testProject + " roles/container.defaultNodeServiceAccount " + nodes,
 		"repository " + repo + " roles/artifactregistry.reader " + nodes,
-		"project " + testProject + " roles/container.viewer " + preview,
+		"project " + testProject + " roles/container.clusterViewer " + preview,
 		"bucket planets-pulumi-state roles/storage.objectViewer " + preview,
 		"serviceAccount projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com roles/iam.workloadIdentityUser " +
-			pool + "/attribute.ref/refs/heads/main",
+			pool + "/attribute.job_workflow_ref/acme/planets/.github/workflows/deploy.yml@refs/heads/main",
 		"serviceAccount projects/" + testProject + "/serviceAccounts/mlops-preview@" + testProject + ".iam.gserviceaccount.com roles/iam.workloadIdentityUser " +
 			pool + "/attribute.repository_id/123456789",
 	}
@@ -407,7 +412,17 @@ func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
 // names the services themselves; the runs at several GOMAXPROCS check it
 // does not depend on scheduling.
 func TestEveryGCPResourceWaitsForEveryAPI(t *testing.T) {
-	w := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state", "mlops:ciJsonKey": "true"})
+	// Every kind of GCP resource: the Workload Identity pool and provider
+	// (federation), and the JSON key (only without federation).
+	federated := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state"})
+	withKey := newWorkspace(t, map[string]string{"mlops:stateBucket": "planets-pulumi-state", "mlops:ciJsonKey": "true", "mlops:ciPlatform": "none"})
+	for _, w := range []*projectCopy{federated, withKey} {
+		everyGCPResourceWaitsForEveryAPI(t, w)
+	}
+}
+
+func everyGCPResourceWaitsForEveryAPI(t *testing.T, w *projectCopy) {
+	t.Helper()
 	for _, procs := range []int{1, 2, 8} {
 		old := runtime.GOMAXPROCS(procs)
 		for run := range 5 {
@@ -680,4 +695,50 @@ func resolveOutput(t *testing.T, out pulumi.Output) any {
 		t.Fatal("the output did not resolve within a minute")
 		return nil
 	}
+}
+
+// TestGKEStackPassesNoCredentialToAnyResource: no registry password, no
+// access token, in any resource's inputs (pulumi-docker keeps an Image's
+// inputs in the state, which every preview can decrypt). The push uses the
+// docker CLI's credential helper (gcloud auth configure-docker).
+func TestGKEStackPassesNoCredentialToAnyResource(t *testing.T) {
+	w := newWorkspace(t, nil)
+	mocks, _ := w.run(t)
+	for _, token := range mocks.Invokes() {
+		if token == "gcp:organizations/getClientConfig:getClientConfig" {
+			t.Errorf("the program reads the caller's access token (%s)", token)
+		}
+	}
+	for _, r := range mocks.Resources() {
+		if found := findString(resource.NewObjectProperty(r.Inputs), mocktest.AccessToken); found {
+			t.Errorf("%s %s has the access token in its inputs", r.Type, r.Name)
+		}
+	}
+	registry := mocks.One(t, "docker:index/image:Image").Input("registry")
+	if !registry.IsObject() || len(registry.ObjectValue()) != 1 || registry.ObjectValue()["server"].StringValue() != "europe-west6-docker.pkg.dev" {
+		t.Errorf("image registry inputs %v, want only the server europe-west6-docker.pkg.dev", registry)
+	}
+}
+
+// findString tells whether s occurs in any string inside v, secrets included.
+func findString(v resource.PropertyValue, s string) bool {
+	switch {
+	case v.IsSecret():
+		return findString(v.SecretValue().Element, s)
+	case v.IsString():
+		return strings.Contains(v.StringValue(), s)
+	case v.IsArray():
+		for _, e := range v.ArrayValue() {
+			if findString(e, s) {
+				return true
+			}
+		}
+	case v.IsObject():
+		for _, e := range v.ObjectValue() {
+			if findString(e, s) {
+				return true
+			}
+		}
+	}
+	return false
 }

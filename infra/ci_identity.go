@@ -15,17 +15,24 @@ import (
 )
 
 // CIProjectRoles are the only project-wide roles of the deploy service
-// account: get cluster credentials and manage workloads in the cluster.
-// Pushing images is granted on the model repository alone, state access on
-// the state bucket alone. Nothing here can grant roles, create keys or change
-// the cluster, node pool, registry settings or APIs: those changes stay with
-// an admin's `pulumi up` (internal/planreview lists them on the pull request).
-var CIProjectRoles = []string{"roles/container.developer"}
+// account: find the project's clusters and get credentials for them
+// (container.clusters.get and list), and no Kubernetes permission at all:
+// inside the cluster it may do what DeployAccess's RBAC grants, the model's
+// workloads in the model's namespace and nothing else (no Secrets, no
+// pods/exec, no other namespace, no other cluster of the project).
+// roles/container.developer, project-wide, would reach every namespace of
+// every cluster of the project, kube-system included. Pushing images is
+// granted on the model repository alone, state access on the state bucket
+// alone. Nothing here can grant roles, create keys or change the cluster,
+// node pool, registry settings, APIs or RBAC: those changes stay with an
+// admin's `pulumi up` (internal/planreview lists them on the pull request).
+var CIProjectRoles = []string{"roles/container.clusterViewer"}
 
 // PreviewProjectRoles are the only project-wide roles of the preview service
-// account, which runs the pull/merge request's own code: read the cluster and
-// its objects (not Secrets), change nothing. What `pulumi preview` of this
-// program really needs, read from the sources of the pinned tools:
+// account, which runs the pull/merge request's own code: reach the cluster;
+// inside it, read the model's objects (DeployAccess), change nothing. What
+// `pulumi preview` of this program really needs, read from the sources of
+// the pinned tools:
 //
 //   - The state (gs:// backend, pulumi/pkg/backend/diy): a preview reads
 //     .pulumi/meta.yaml and the stack's checkpoint. diyBackend.Preview takes
@@ -34,18 +41,19 @@ var CIProjectRoles = []string{"roles/container.developer"}
 //     history or backup when DryRun is set.
 //     meta.yaml is written only when missing, and the admin's first login
 //     wrote it. So object get and list (roles/storage.objectViewer) suffice.
-//   - The cluster (pulumi-kubernetes v4, provider.go): Diff reads API
-//     discovery and the live object; Create and Update in preview try a
-//     server-side dry-run apply, which the API server authorizes like the
-//     write itself (patch), and on 403 Forbidden the provider falls back to
-//     a client-side preview (`req.GetPreview() && apierrors.IsForbidden`).
-//     So get/list (roles/container.viewer) suffice; the plan is then computed
-//     client-side, without the server's defaulting and admission.
+//   - The cluster (pulumi-kubernetes v4.32, provider.go): Diff compares the
+//     new inputs with the state's live object and calls no API. In a
+//     preview, Create sends a dry-run create (POST with dryRun=All, no
+//     upsert since 4.29) and Update a dry-run server-side apply (PATCH with
+//     dryRun=All); the API server authorizes both like the write itself,
+//     and on 403 Forbidden the provider falls back to the inputs as given
+//     (`req.GetPreview() && apierrors.IsForbidden`). So read access
+//     suffices; the plan is then computed client-side, without the server's
+//     defaulting and admission.
 //   - The image (pulumi-docker v4 Image): buildOnPreview defaults to false,
 //     so a preview neither builds nor pushes and needs no registry access.
-//   - Google Cloud resources: Check and Diff call no API, and
-//     getClientConfig returns the caller's own token.
-var PreviewProjectRoles = []string{"roles/container.viewer"}
+//   - Google Cloud resources: Check and Diff call no API.
+var PreviewProjectRoles = []string{"roles/container.clusterViewer"}
 
 const (
 	// ciRegistryRole lets CI push (and overwrite tags) in the model repository.
@@ -183,6 +191,9 @@ type grant struct {
 	member     pulumi.StringOutput
 }
 
+// GitHubDeployWorkflow is the only workflow file whose jobs may deploy.
+const GitHubDeployWorkflow = ".github/workflows/deploy.yml"
+
 // oidcIssuer describes how one CI platform's OIDC tokens are trusted.
 type oidcIssuer struct {
 	issuer string
@@ -195,7 +206,9 @@ type oidcIssuer struct {
 	// whatever the length of the repository's or the branch's name.
 	mapping map[string]string
 	// deployAttribute is the mapped attribute whose value deployValue
-	// (of the default branch) selects the pipelines that may deploy.
+	// (of the default branch) selects the pipelines that may deploy: those
+	// of the default branch that run the deploy pipeline, not every one
+	// that carries its ref.
 	deployAttribute string
 	deployValue     func(branch string) string
 }
@@ -215,7 +228,12 @@ func issuerFor(ci config.CI) oidcIssuer {
 				"attribute.ref":          "assertion.ref",
 				// The branch's name when it is a protected branch, else a
 				// value no branch can have (git forbids ':' in ref names).
-				"attribute.protected_branch": `assertion.ref_type == "branch" && assertion.ref_protected == "true" ? assertion.ref : ":unprotected"`,
+				// A protected branch carries its ref into scheduled, API,
+				// trigger and downstream pipelines too: only a push or a
+				// run from the web UI (Build > Pipelines > Run pipeline)
+				// maps to it, so a schedule or another project's pipeline
+				// on the default branch gets the preview identity only.
+				"attribute.protected_branch": `assertion.ref_type == "branch" && assertion.ref_protected == "true" && (assertion.pipeline_source == "push" || assertion.pipeline_source == "web") ? assertion.ref : ":unprotected"`,
 			},
 			deployAttribute: "protected_branch",
 			deployValue:     func(branch string) string { return branch },
@@ -234,9 +252,20 @@ func issuerFor(ci config.CI) oidcIssuer {
 			// refs/heads/<branch> for pushes and manual runs, refs/pull/<n>/merge
 			// for pull requests, refs/tags/<tag> for tags.
 			"attribute.ref": "assertion.ref",
+			// <owner>/<repo>/<workflow file>@<ref>: the workflow the job
+			// runs, at the ref it was read from. The ref alone is not
+			// enough to deploy: schedule, workflow_run, issue_comment and
+			// pull_request_target runs on the default branch carry its ref
+			// too, in whichever workflow file triggers them, and a future
+			// workflow that checks out a pull request's code would get the
+			// deploy identity. Only deploy.yml read from the default branch
+			// does.
+			"attribute.job_workflow_ref": "assertion.job_workflow_ref",
 		},
-		deployAttribute: "ref",
-		deployValue:     func(branch string) string { return "refs/heads/" + branch },
+		deployAttribute: "job_workflow_ref",
+		deployValue: func(branch string) string {
+			return ci.Repository + "/" + GitHubDeployWorkflow + "@refs/heads/" + branch
+		},
 	}
 }
 

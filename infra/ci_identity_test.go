@@ -139,7 +139,7 @@ func grantsOf(mocks *mocktest.Mocks) []string {
 // readOnlyRoles are the predefined roles whose permissions only read (get,
 // list, watch): what a pull request's preview, which runs the pull
 // request's own code, may hold. See PreviewProjectRoles for why they suffice.
-var readOnlyRoles = []string{"roles/container.viewer", "roles/storage.objectViewer", "roles/iam.workloadIdentityUser"}
+var readOnlyRoles = []string{"roles/container.clusterViewer", "roles/storage.objectViewer", "roles/iam.workloadIdentityUser"}
 
 // TestCIIdentityGrantsPreviewsReadOnly: the deploy account can push the
 // image, write the state and manage workloads; the preview account can read
@@ -152,12 +152,12 @@ func TestCIIdentityGrantsPreviewsReadOnly(t *testing.T) {
 	mocks, _ := declareCIIdentity(t, ci)
 	deploy, preview := "serviceAccount:"+deployEmail, "serviceAccount:"+previewEmail
 	want := []string{
-		"project " + testProject + " roles/container.developer " + deploy,
+		"project " + testProject + " roles/container.clusterViewer " + deploy,
 		"repository projects/" + testProject + "/locations/europe-west6/repositories/mlops roles/artifactregistry.writer " + deploy,
 		"bucket planets-pulumi-state roles/storage.objectUser " + deploy,
-		"project " + testProject + " roles/container.viewer " + preview,
+		"project " + testProject + " roles/container.clusterViewer " + preview,
 		"bucket planets-pulumi-state roles/storage.objectViewer " + preview,
-		"impersonate " + deployEmail + " roles/iam.workloadIdentityUser principalSet://iam.googleapis.com/" + ciPool + "/attribute.ref/refs/heads/main",
+		"impersonate " + deployEmail + " roles/iam.workloadIdentityUser principalSet://iam.googleapis.com/" + ciPool + "/attribute.job_workflow_ref/acme/planets/.github/workflows/deploy.yml@refs/heads/main",
 		"impersonate " + previewEmail + " roles/iam.workloadIdentityUser principalSet://iam.googleapis.com/" + ciPool + "/attribute.repository_id/123456789",
 	}
 	slices.Sort(want)
@@ -255,9 +255,14 @@ func TestCIIdentityOnlyTheDefaultBranchDeploys(t *testing.T) {
 			"repository": "acme/planets", "repository_id": "123456789", "repository_owner_id": "555",
 			"ref": "refs/heads/main", "ref_type": "branch", "sub": "repo:acme/planets:ref:refs/heads/main",
 			"run_id": "9876543210", "run_attempt": "1", "event_name": "push",
+			"environment": "dev",
 		}
 		for i := 0; i < len(kv); i += 2 {
 			tok[kv[i]] = kv[i+1]
+		}
+		if _, ok := tok["job_workflow_ref"]; !ok {
+			// deploy.yml, read at the ref the run is for.
+			tok["job_workflow_ref"] = "acme/planets/.github/workflows/deploy.yml@" + tok["ref"]
 		}
 		return tok
 	}
@@ -281,7 +286,22 @@ func TestCIIdentityOnlyTheDefaultBranchDeploys(t *testing.T) {
 	}{
 		{"github push to main", githubCI, github(), both},
 		{"github deploy job in the dev environment", githubCI, github("sub", "repo:acme/planets:environment:dev", "environment", "dev"), both},
-		{"github pull request", githubCI, github("ref", "refs/pull/7/merge", "sub", "repo:acme/planets:pull_request", "event_name", "pull_request"), previewOnly},
+		{"github manual run of deploy on main", githubCI, github("event_name", "workflow_dispatch"), both},
+		{"github pull request", githubCI, github("ref", "refs/pull/7/merge", "sub", "repo:acme/planets:pull_request", "event_name", "pull_request",
+			"job_workflow_ref", "acme/planets/.github/workflows/pull-request.yml@refs/pull/7/merge"), previewOnly},
+		// Runs on the default branch that carry its ref but are not the deploy workflow.
+		{"github scheduled workflow on main", githubCI, github("event_name", "schedule", "sub", "repo:acme/planets:ref:refs/heads/main",
+			"job_workflow_ref", "acme/planets/.github/workflows/nightly.yml@refs/heads/main"), previewOnly},
+		{"github pull_request_target on main", githubCI, github("event_name", "pull_request_target", "sub", "repo:acme/planets:pull_request",
+			"job_workflow_ref", "acme/planets/.github/workflows/label.yml@refs/heads/main"), previewOnly},
+		{"github workflow_run on main", githubCI, github("event_name", "workflow_run",
+			"job_workflow_ref", "acme/planets/.github/workflows/after-tests.yml@refs/heads/main"), previewOnly},
+		{"github issue_comment on main", githubCI, github("event_name", "issue_comment",
+			"job_workflow_ref", "acme/planets/.github/workflows/chatops.yml@refs/heads/main"), previewOnly},
+		{"github deploy workflow run on another branch", githubCI, github("event_name", "workflow_dispatch", "ref", "refs/heads/feature",
+			"sub", "repo:acme/planets:environment:dev", "job_workflow_ref", "acme/planets/.github/workflows/deploy.yml@refs/heads/feature"), previewOnly},
+		{"github deploy workflow of another repository called from main", githubCI, github(
+			"job_workflow_ref", "mallory/tools/.github/workflows/deploy.yml@refs/heads/main"), previewOnly},
 		{"github push to another branch", githubCI, github("ref", "refs/heads/feature", "sub", "repo:acme/planets:ref:refs/heads/feature"), previewOnly},
 		{"github environment dev from another branch", githubCI, github("ref", "refs/heads/feature", "environment", "dev", "sub", "repo:acme/planets:environment:dev"), previewOnly},
 		{"github branch named like main elsewhere", githubCI, github("ref", "refs/heads/x/refs/heads/main"), previewOnly},
@@ -291,7 +311,11 @@ func TestCIIdentityOnlyTheDefaultBranchDeploys(t *testing.T) {
 		{"github the name taken over by another repository", githubCI, github("repository_id", "987"), nil},
 		{"github the id with another name", githubCI, github("repository", "acme/other"), nil},
 		{"gitlab push to protected main", gitlabCI, gitlab(), both},
+		{"gitlab run pipeline on protected main", gitlabCI, gitlab("pipeline_source", "web"), both},
 		{"gitlab main not protected", gitlabCI, gitlab("ref_protected", "false"), previewOnly},
+		{"gitlab scheduled pipeline on main", gitlabCI, gitlab("pipeline_source", "schedule"), previewOnly},
+		{"gitlab triggered pipeline on main", gitlabCI, gitlab("pipeline_source", "trigger"), previewOnly},
+		{"gitlab downstream pipeline on main", gitlabCI, gitlab("pipeline_source", "pipeline"), previewOnly},
 		{"gitlab merge request", gitlabCI, gitlab("ref", "feature", "ref_protected", "false", "pipeline_source", "merge_request_event"), previewOnly},
 		{"gitlab another protected branch", gitlabCI, gitlab("ref", "release"), previewOnly},
 		{"gitlab protected tag main", gitlabCI, gitlab("ref_type", "tag"), previewOnly},

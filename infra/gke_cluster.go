@@ -1,7 +1,6 @@
 package infra
 
 import (
-	"crypto/sha256"
 	"fmt"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
@@ -199,13 +198,14 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 			return gkeKubeconfig(contextName, v[0].(string), v[1].(string))
 		})).(pulumi.StringOutput)
 
-	c.Provider, err = kubernetes.NewProvider(ctx, name+"-k8s", &kubernetes.ProviderArgs{
-		Kubeconfig: c.Kubeconfig,
+	providerArgs := &kubernetes.ProviderArgs{Kubeconfig: c.Kubeconfig}
+	if !gcp.DetachClusterIdentifier {
 		// The kubeconfig is unknown in a preview while the cluster changes
 		// at all; the identifier stays known unless the cluster is a
 		// different one, so an update of the cluster replaces nothing.
-		ClusterIdentifier: ca.ApplyT(func(ca string) string { return clusterIdentifier(contextName, ca) }).(pulumi.StringOutput),
-	}, parent, pulumi.DependsOn(ready))
+		providerArgs.ClusterIdentifier = ClusterIdentifier(cluster)
+	}
+	c.Provider, err = kubernetes.NewProvider(ctx, name+"-k8s", providerArgs, parent, pulumi.DependsOn(ready))
 	if err != nil {
 		return nil, err
 	}
@@ -216,20 +216,40 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	})
 }
 
-// clusterIdentifier names the physical cluster: its project, location and
-// name, which a replacement under the same name keeps, and its CA
-// certificate, which every new cluster gets afresh (GKE exposes no other
-// unique id through the provider). When it changes, the Kubernetes
-// provider is replaced, and with it every resource it manages: the engine
-// replaces the Namespace, Deployment, Service and PodDisruptionBudget, so
-// a new cluster gets the model again instead of a state that only
-// remembers it. A rotation of the cluster CA (gcloud container clusters
-// update --start-credential-rotation) counts as a new cluster too and
-// recreates the workloads once; the endpoint's address is static, so it
-// comes back unchanged.
-func clusterIdentifier(contextName, caBase64 string) string {
-	sum := sha256.Sum256([]byte(caBase64))
-	return fmt.Sprintf("%s_%x", contextName, sum[:8])
+// ClusterIdentifier names the physical cluster for the Kubernetes provider:
+// its DNS endpoint (controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint,
+// gke-<cluster uid>-<project number>.<location>.gke.goog). GKE gives every
+// cluster one ("Always present", whatever allowExternalTraffic says: it is
+// only used as a name here, never connected to), and it carries the
+// cluster's uid, so a cluster re-created under the same name gets a new one,
+// while a credential rotation (new CA) or an IP rotation (new endpoint
+// address) keeps it. The provider reads it back on every refresh
+// (terraform-provider-google resource_container_cluster.go:
+// control_plane_endpoints_config, Optional+Computed, set from
+// flattenControlPlaneEndpointsConfig), so it is known in a preview of an
+// existing cluster.
+//
+// The Kubernetes provider (pulumi-kubernetes v4 DiffConfig) replaces itself,
+// and with it every resource it manages, when the identifier changes value,
+// and not when the kubeconfig alone changes while the identifier stays the
+// same: a new cluster gets the model again, a rotated one keeps its
+// workloads. The CA hash used before changed with every credential
+// rotation, which then planned to re-create the Namespace and everything
+// in it (and since 4.29 a create does not adopt what exists: "namespaces
+// already exists" on every `up`). Stacks that hold the old identifier move
+// to this one without a replacement through the two `up`s of the README's
+// "Moving to the cluster identifier that survives rotations"
+// (detachClusterIdentifier): the provider replaces on a changed value, not
+// on an identifier added or removed.
+func ClusterIdentifier(cluster *container.Cluster) pulumi.StringOutput {
+	endpoint := cluster.ControlPlaneEndpointsConfig.DnsEndpointConfig().Endpoint()
+	return pulumi.All(cluster.Name, endpoint).ApplyT(func(v []any) (string, error) {
+		dns, _ := v[1].(*string)
+		if dns == nil || *dns == "" {
+			return "", fmt.Errorf("GKE cluster %s reports no DNS endpoint (controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint), which names it for the Kubernetes provider; run `pulumi refresh` to read it", v[0])
+		}
+		return *dns, nil
+	}).(pulumi.StringOutput)
 }
 
 // nodeAccountID derives the node account id (6-30 characters) from the

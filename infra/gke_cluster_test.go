@@ -1,8 +1,6 @@
 package infra
 
 import (
-	"crypto/sha256"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -100,9 +98,8 @@ func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
 func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
 	mocks, kubeconfig := declareCluster(t, devGCP)
 	provider := mocks.One(t, "pulumi:providers:kubernetes")
-	sum := sha256.Sum256([]byte(mocktest.ClusterCA))
-	if got, want := provider.Str("clusterIdentifier"), fmt.Sprintf("gke_%s_europe-west6-a_mlops-kubernetes_%x", testProject, sum[:8]); got != want {
-		t.Errorf("clusterIdentifier = %q, want %q", got, want)
+	if got, want := provider.Str("clusterIdentifier"), mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a"); got != want {
+		t.Errorf("clusterIdentifier = %q, want the cluster's DNS endpoint %q", got, want)
 	}
 	if !provider.IsSecret("kubeconfig") || provider.Str("kubeconfig") != kubeconfig {
 		t.Errorf("the provider does not get the secret kubeconfig")
@@ -161,19 +158,105 @@ func TestGKEAutopilotIsRegionalWithoutANodePool(t *testing.T) {
 	}
 }
 
-// A cluster replaced under the same name keeps project, location and name;
-// only its CA is new. The identifier must differ, so that the provider and
-// the workloads are replaced with it instead of staying in the state only.
-func TestClusterIdentifierChangesWithThePhysicalCluster(t *testing.T) {
-	const name = "gke_" + testProject + "_europe-west6-a_mlops-kubernetes"
-	first := clusterIdentifier(name, "Y2VydGlmaWNhdGUgb25l")
-	if again := clusterIdentifier(name, "Y2VydGlmaWNhdGUgb25l"); again != first {
-		t.Errorf("the same cluster gets %q and %q", first, again)
+// clusterAs declares the dev cluster as GKE reports it: with this CA,
+// endpoint address and DNS endpoint. It returns the provider's
+// clusterIdentifier input ("" when there is none) and the kubeconfig.
+func clusterAs(t *testing.T, gcp config.GCP, ca, ip, dns string) (identifier, kubeconfig string) {
+	t.Helper()
+	mocks := &mocktest.Mocks{Reported: map[string]map[string]any{
+		mocktest.Key("gcp:container/cluster:Cluster", "cluster"): {
+			"endpoint": ip, "masterAuth": map[string]any{"clusterCaCertificate": ca},
+			"controlPlaneEndpointsConfig": map[string]any{"dnsEndpointConfig": map[string]any{"endpoint": dns}},
+		},
+	}}
+	err := mocks.Run(func(ctx *pulumi.Context) error {
+		repo, err := testRepository(ctx)
+		if err != nil {
+			return err
+		}
+		cluster, err := NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: gcp, Repository: repo})
+		if err != nil {
+			return err
+		}
+		kubeconfig = resolve[string](t, cluster.Kubeconfig)
+		return nil
+	}, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if replaced := clusterIdentifier(name, "Y2VydGlmaWNhdGUgdHdv"); replaced == first {
-		t.Errorf("a new cluster under the same name keeps the identifier %q", first)
+	provider := mocks.One(t, "pulumi:providers:kubernetes")
+	if v := provider.Input("clusterIdentifier"); !v.IsNull() {
+		identifier = v.StringValue()
 	}
-	if !strings.HasPrefix(first, name+"_") {
-		t.Errorf("identifier %q does not name the cluster", first)
+	return identifier, kubeconfig
+}
+
+// TestClusterIdentifierSurvivesRotationsAndFollowsANewCluster: a credential
+// rotation gives the cluster a new CA, an IP rotation a new endpoint
+// address; neither is a new cluster, so the identifier stays, and the
+// Kubernetes provider (DiffConfig: a changed identifier value replaces, the
+// same one never does, whatever the kubeconfig) updates in place and
+// replaces none of the workloads. A cluster re-created under the same name
+// has a new DNS endpoint: the identifier changes, the provider is replaced,
+// and the workloads with it (they are created again in the new cluster).
+// The real provider's DiffConfig is exercised in
+// TestE2EClusterIdentifierMigration.
+func TestClusterIdentifierSurvivesRotationsAndFollowsANewCluster(t *testing.T) {
+	const (
+		caBefore = "Y2VydGlmaWNhdGUgb25l"
+		caAfter  = "Y2VydGlmaWNhdGUgdHdv"
+		ipBefore = "34.65.10.20"
+		ipAfter  = "34.65.10.99"
+	)
+	dns := mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a")
+	before, kubeconfigBefore := clusterAs(t, devGCP, caBefore, ipBefore, dns)
+	if before != dns {
+		t.Fatalf("identifier %q, want the DNS endpoint %q", before, dns)
+	}
+	rotated, kubeconfigRotated := clusterAs(t, devGCP, caAfter, ipAfter, dns)
+	if rotated != before {
+		t.Errorf("rotated CA and IP, same cluster: identifier %q -> %q, which replaces the provider and every workload", before, rotated)
+	}
+	if kubeconfigRotated == kubeconfigBefore || !strings.Contains(kubeconfigRotated, ipAfter) {
+		t.Errorf("the kubeconfig does not follow the rotation (new address %s)", ipAfter)
+	}
+	recreated, _ := clusterAs(t, devGCP, caAfter, ipBefore, "gke-0123456789abcdef0123456789abcdef-"+mocktest.ProjectNumber+".europe-west6-a.gke.goog")
+	if recreated == before {
+		t.Errorf("a re-created cluster keeps the identifier %q: its workloads would stay in the state only", before)
+	}
+}
+
+// TestDetachClusterIdentifierDeclaresNone: the first `up` of the move from
+// the CA-based identifier removes it (the provider updates in place: it
+// only replaces on a changed value), the second adds the DNS endpoint.
+func TestDetachClusterIdentifierDeclaresNone(t *testing.T) {
+	gcp := devGCP
+	gcp.DetachClusterIdentifier = true
+	identifier, kubeconfig := clusterAs(t, gcp, mocktest.ClusterCA, mocktest.ClusterIP, mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a"))
+	if identifier != "" {
+		t.Errorf("detached, yet clusterIdentifier %q", identifier)
+	}
+	if !strings.Contains(kubeconfig, mocktest.ClusterIP) {
+		t.Errorf("kubeconfig without the cluster's address:\n%s", kubeconfig)
+	}
+}
+
+// A cluster that reports no DNS endpoint (a state written before the
+// provider read it) stops the program with what to do, rather than naming
+// every cluster of that name alike.
+func TestClusterIdentifierNeedsTheDNSEndpoint(t *testing.T) {
+	mocks := &mocktest.Mocks{Reported: map[string]map[string]any{
+		mocktest.Key("gcp:container/cluster:Cluster", "cluster"): {"controlPlaneEndpointsConfig": map[string]any{}},
+	}}
+	err := mocks.Run(func(ctx *pulumi.Context) error {
+		repo, err := testRepository(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: devGCP, Repository: repo})
+		return err
+	}, map[string]string{})
+	if err == nil || !strings.Contains(err.Error(), "reports no DNS endpoint") || !strings.Contains(err.Error(), "pulumi refresh") {
+		t.Errorf("error %v, want one saying the DNS endpoint is missing and to refresh", err)
 	}
 }

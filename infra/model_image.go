@@ -36,9 +36,18 @@ type ModelImageArgs struct {
 	// Repository is where the image is pushed, such as
 	// europe-west6-docker.pkg.dev/project/mlops.
 	Repository pulumi.StringInput
-	// RegistryServer, RegistryUsername and RegistryPassword log in to push;
-	// the password is a secret. Both empty: the host's docker credentials.
-	RegistryServer   pulumi.StringInput
+	// RegistryServer is the registry's host the push authenticates to.
+	RegistryServer pulumi.StringInput
+	// RegistryUsername and RegistryPassword, when the password is not nil,
+	// log in to push; the password is a secret. pulumi-docker keeps every
+	// input of an Image in the state (its __inputs, encrypted as a secret),
+	// so a password given here is stored there, readable by whoever can
+	// decrypt the state. Nil: nothing is stored, and the push authenticates
+	// the way `docker push` does, through the docker CLI's config and its
+	// credential helpers (pulumi-docker v4 provider/image.go getRegistryAuth:
+	// without both a username and a password it asks the CLI config's
+	// GetAuthConfig for the registry's host), such as the one
+	// `gcloud auth configure-docker <region>-docker.pkg.dev` installs.
 	RegistryUsername pulumi.StringInput
 	RegistryPassword pulumi.StringInput
 	// StagingDir is where the normalized build context is written, relative
@@ -79,15 +88,22 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 			Platform:       pulumi.String(args.Model.Platform),
 			BuilderVersion: docker.BuilderVersionBuilderBuildKit,
 		},
-		Registry: &docker.RegistryArgs{
-			Server:   args.RegistryServer,
-			Username: args.RegistryUsername,
-			Password: pulumi.ToSecret(args.RegistryPassword).(pulumi.StringOutput),
-		},
+		Registry: registryLogin(args),
 	}, pulumi.Parent(c))
 	if err != nil {
 		return nil, err
 	}
 	c.Ref = image.RepoDigest
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"ref": c.Ref})
+}
+
+// registryLogin is the Image's registry input: the server alone, so that
+// the docker CLI's credentials push, unless a password is given.
+func registryLogin(args *ModelImageArgs) *docker.RegistryArgs {
+	login := &docker.RegistryArgs{Server: args.RegistryServer}
+	if args.RegistryPassword != nil {
+		login.Username = args.RegistryUsername
+		login.Password = pulumi.ToSecret(args.RegistryPassword).(pulumi.StringOutput)
+	}
+	return login
 }

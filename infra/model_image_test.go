@@ -32,20 +32,24 @@ func testModel(t *testing.T) config.Model {
 	return m
 }
 
-func declareImage(t *testing.T, model config.Model) (*mocktest.Mocks, string) {
+// declareImage declares the image pushed with the docker CLI's credentials
+// (as on GKE), or with a login when login is not nil.
+func declareImage(t *testing.T, model config.Model, login ...string) (*mocktest.Mocks, string) {
 	t.Helper()
 	t.Chdir(t.TempDir()) // the staging dir is relative to the project
 	var ref string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
-		image, err := NewModelImage(ctx, "model-image", &ModelImageArgs{
-			Model:            model,
-			Name:             "planet-classifier",
-			Repository:       pulumi.String("europe-west6-docker.pkg.dev/" + testProject + "/mlops"),
-			RegistryServer:   pulumi.String("europe-west6-docker.pkg.dev"),
-			RegistryUsername: pulumi.String("oauth2accesstoken"),
-			RegistryPassword: pulumi.String(mocktest.AccessToken),
-			StagingDir:       ".build/model-context",
-		})
+		args := &ModelImageArgs{
+			Model:          model,
+			Name:           "planet-classifier",
+			Repository:     pulumi.String("europe-west6-docker.pkg.dev/" + testProject + "/mlops"),
+			RegistryServer: pulumi.String("europe-west6-docker.pkg.dev"),
+			StagingDir:     ".build/model-context",
+		}
+		if len(login) == 2 {
+			args.RegistryUsername, args.RegistryPassword = pulumi.String(login[0]), pulumi.String(login[1])
+		}
+		image, err := NewModelImage(ctx, "model-image", args)
 		if err != nil {
 			return err
 		}
@@ -62,20 +66,15 @@ func TestModelImageIsTaggedWithTheFingerprintAndBuiltFromTheStagedContext(t *tes
 	image := mocks.One(t, "docker:index/image:Image")
 	repo := "europe-west6-docker.pkg.dev/" + testProject + "/mlops/planet-classifier"
 	for path, want := range map[string]string{
-		"imageName":         repo + ":" + model.Fingerprint,
-		"build.context":     ".build/model-context",
-		"build.dockerfile":  ".build/model-context/Dockerfile",
-		"build.platform":    "linux/amd64",
-		"registry.server":   "europe-west6-docker.pkg.dev",
-		"registry.username": "oauth2accesstoken",
-		"registry.password": mocktest.AccessToken,
+		"imageName":        repo + ":" + model.Fingerprint,
+		"build.context":    ".build/model-context",
+		"build.dockerfile": ".build/model-context/Dockerfile",
+		"build.platform":   "linux/amd64",
+		"registry.server":  "europe-west6-docker.pkg.dev",
 	} {
 		if got := image.Str(path); got != want {
 			t.Errorf("%s = %q, want %q", path, got, want)
 		}
-	}
-	if !image.Input("registry").IsSecret() && !image.Inputs["registry"].ObjectValue()["password"].IsSecret() {
-		t.Errorf("the registry token is not a secret")
 	}
 	if !strings.HasPrefix(ref, repo+"@sha256:") {
 		t.Errorf("Ref %q is not the pushed image by digest", ref)
@@ -98,5 +97,39 @@ func TestModelImageGivenByDigestBuildsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(".build"); !os.IsNotExist(err) {
 		t.Errorf("a build context was staged for a prebuilt image")
+	}
+}
+
+// TestModelImageWithoutALoginStoresNoCredential: pulumi-docker keeps an
+// Image's inputs in the state, so without a password the registry input is
+// the server alone, and the push authenticates through the docker CLI's
+// credential helper (provider/image.go getRegistryAuth: no username and
+// password, the CLI config's credentials for the server).
+func TestModelImageWithoutALoginStoresNoCredential(t *testing.T) {
+	mocks, _ := declareImage(t, testModel(t))
+	registry := mocks.One(t, "docker:index/image:Image").Input("registry")
+	if !registry.IsObject() {
+		t.Fatalf("registry input %v, want the server", registry)
+	}
+	var keys []string
+	for k := range registry.ObjectValue() {
+		keys = append(keys, string(k))
+	}
+	if len(keys) != 1 || keys[0] != "server" {
+		t.Errorf("registry inputs %v, want only server: a username or password would be stored in the state", keys)
+	}
+}
+
+// TestModelImageWithALoginKeepsThePasswordSecret: the kubernetes target's
+// registryPassword, if given, is passed on as a secret (encrypted in the
+// state, as the README says).
+func TestModelImageWithALoginKeepsThePasswordSecret(t *testing.T) {
+	mocks, _ := declareImage(t, testModel(t), "robot", "registry-password")
+	image := mocks.One(t, "docker:index/image:Image")
+	if image.Str("registry.username") != "robot" || image.Str("registry.password") != "registry-password" {
+		t.Errorf("registry login %q / %q", image.Str("registry.username"), image.Str("registry.password"))
+	}
+	if !image.Input("registry").IsSecret() && !image.Inputs["registry"].ObjectValue()["password"].IsSecret() {
+		t.Errorf("the registry password is not a secret")
 	}
 }

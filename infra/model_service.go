@@ -31,6 +31,8 @@ const nonRootUID = 65532
 type ModelService struct {
 	pulumi.ResourceState
 
+	// Namespace is the model's namespace.
+	Namespace  *corev1.Namespace
 	Deployment *appsv1.Deployment
 	Service    *corev1.Service
 	// Endpoint is the URL to call: http://<load balancer IP>:<port> for a
@@ -70,6 +72,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	if err != nil {
 		return nil, err
 	}
+	c.Namespace = ns
 
 	labels := pulumi.StringMap{
 		"app.kubernetes.io/name":       pulumi.String(s.AppName),

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -73,6 +74,11 @@ type GCP struct {
 	// nodes itself). NodeCount is then not applied.
 	NodeAutoscaling    bool
 	MinNodes, MaxNodes int
+	// DetachClusterIdentifier declares the cluster's Kubernetes provider
+	// without a clusterIdentifier: the first of the two `up`s that move a
+	// stack from an older identifier to the DNS endpoint without replacing
+	// the workloads (infra.ClusterIdentifier, README).
+	DetachClusterIdentifier bool
 	// LoadBalancerAddress names an existing regional static external IP
 	// address in Region for the LoadBalancer Service; empty means the
 	// program reserves one for the stack.
@@ -102,7 +108,13 @@ type Existing struct {
 	Registry         string
 	RegistryServer   string // the registry's host, derived from Registry
 	RegistryUsername string
-	RegistryPassword pulumi.StringOutput // secret
+	// RegistryPassword is a secret; nil when not set, and then the push
+	// authenticates through the docker CLI's credentials (docker login or a
+	// credential helper), which stores nothing in the state.
+	RegistryPassword pulumi.StringInput
+	// DeployUser and PreviewUser are the Kubernetes users CI deploys and
+	// previews as; when set, the stack declares their RBAC (infra.DeployAccess).
+	DeployUser, PreviewUser string
 }
 
 // Model is the model image.
@@ -184,6 +196,9 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 	switch c.Target {
 	case TargetGKE:
 		c.GCP, c.CI = r.gcp(ctx), r.ci()
+		if c.GCP.Autopilot {
+			r.autopilotResources(c.Serve)
+		}
 	case TargetKubernetes:
 		c.Remote = r.existing(c.Model.Image)
 	}
@@ -234,6 +249,8 @@ func (r *reader) gcp(ctx *pulumi.Context) GCP {
 		DeletionProtection: r.boolean("deletionProtection"),
 		RepositoryID:       r.match("repositoryId", repositoryIDPattern, "lowercase letters, digits and hyphens, starting with a letter, at most 63 characters"),
 		KeepImages:         r.intAtLeast("keepImages", 1),
+
+		DetachClusterIdentifier: r.boolean("detachClusterIdentifier"),
 	}
 	if g.LoadBalancerAddress = r.str("loadBalancerAddress"); g.LoadBalancerAddress != "" && !addressNamePattern.MatchString(g.LoadBalancerAddress) {
 		r.fail("loadBalancerAddress", g.LoadBalancerAddress, "the name (not the IP) of a static external address reserved in region "+g.Region+", or empty to reserve one")
@@ -284,6 +301,55 @@ func (r *reader) autoscaling(s *Service) {
 	s.ScaleDownStabilizationSeconds = r.intBetween("scaleDownStabilizationSeconds", 0, 3600, "seconds")
 }
 
+// Autopilot's rules for a general-purpose pod's requests (GKE, "Resource
+// requests in Autopilot"): at least 50m CPU and 52Mi memory, and between 1
+// and 6.5 GiB of memory per vCPU. Autopilot raises requests outside them at
+// admission, so the Deployment the cluster holds would differ from the one
+// declared: every preview would show an update and every `up` apply it again.
+// The ephemeral-storage request Autopilot adds is not compared: the
+// Kubernetes provider diffs against the live object pruned to the keys the
+// program sets (pulumi-kubernetes v4 pruneLiveState).
+const (
+	AutopilotMinCPU           = "50m"
+	AutopilotMinMemory        = "52Mi"
+	AutopilotMinMemoryPerVCPU = 1.0 // GiB
+	AutopilotMaxMemoryPerVCPU = 6.5 // GiB
+	bytesPerGiB               = 1 << 30
+	millicoresPerVCPU         = 1000
+)
+
+// autopilotResources checks the pod's requests against Autopilot's rules.
+func (r *reader) autopilotResources(s Service) {
+	cpu, err1 := resource.ParseQuantity(s.CPURequest)
+	memory, err2 := resource.ParseQuantity(s.MemoryRequest)
+	if err1 != nil || err2 != nil || cpu.Sign() <= 0 || memory.Sign() <= 0 {
+		return // reported as a bad quantity already
+	}
+	if cpu.Cmp(resource.MustParse(AutopilotMinCPU)) < 0 {
+		r.fail("cpuRequest", s.CPURequest, "at least "+AutopilotMinCPU+" with autopilot (Autopilot raises smaller requests)")
+		return
+	}
+	if memory.Cmp(resource.MustParse(AutopilotMinMemory)) < 0 {
+		r.fail("memoryRequest", s.MemoryRequest, "at least "+AutopilotMinMemory+" with autopilot (Autopilot raises smaller requests)")
+		return
+	}
+	vcpus := float64(cpu.MilliValue()) / millicoresPerVCPU
+	perVCPU := float64(memory.Value()) / bytesPerGiB / vcpus
+	least := int64(AutopilotMinMemoryPerVCPU * vcpus * bytesPerGiB)
+	most := int64(AutopilotMaxMemoryPerVCPU * vcpus * bytesPerGiB)
+	switch {
+	case perVCPU < AutopilotMinMemoryPerVCPU:
+		r.fail("memoryRequest", s.MemoryRequest, fmt.Sprintf("at least %s with autopilot and cpuRequest %s: Autopilot gives at least %g GiB per vCPU and raises memoryRequest to it, so every preview would show the Deployment changed (or lower cpuRequest)",
+			mebibytes(least), s.CPURequest, AutopilotMinMemoryPerVCPU))
+	case perVCPU > AutopilotMaxMemoryPerVCPU:
+		r.fail("cpuRequest", s.CPURequest, fmt.Sprintf("at least %dm with autopilot and memoryRequest %s: Autopilot gives at most %g GiB per vCPU and raises cpuRequest to it, so every preview would show the Deployment changed (or lower memoryRequest, at most %s)",
+			int64(math.Ceil(float64(memory.Value())/bytesPerGiB/AutopilotMaxMemoryPerVCPU*millicoresPerVCPU)), s.MemoryRequest, AutopilotMaxMemoryPerVCPU, mebibytes(most)))
+	}
+}
+
+// mebibytes is n bytes as a quantity in Mi, rounded up.
+func mebibytes(n int64) string { return fmt.Sprintf("%dMi", (n+(1<<20)-1)>>20) }
+
 // isZoneOf tells whether zone is "<region>-<letter>".
 func isZoneOf(zone, region string) bool {
 	suffix, ok := strings.CutPrefix(zone, region+"-")
@@ -308,14 +374,14 @@ func (r *reader) ci() CI {
 	switch c.Platform {
 	case CIGitHub:
 		if !githubRepoPattern.MatchString(c.Repository) {
-			r.fail("ciRepository", c.Repository, "the GitHub repository allowed to deploy, as owner/repo")
+			r.fail("ciRepository", c.Repository, "the GitHub repository allowed to deploy, as owner/repo, spelled as `gh api repos/<owner>/<repo> --jq .full_name` prints it (its OIDC tokens carry that spelling, compared case-sensitively)")
 		}
 		if !numericIDPattern.MatchString(c.RepositoryID) {
 			r.fail("ciRepositoryId", c.RepositoryID, "the repository's numeric id: gh api repos/<owner>/<repo> --jq .id")
 		}
 	case CIGitLab:
 		if !gitlabProjectPattern.MatchString(c.Repository) {
-			r.fail("ciRepository", c.Repository, "the GitLab project allowed to deploy, as group/project")
+			r.fail("ciRepository", c.Repository, "the GitLab project allowed to deploy, as group/project, spelled as its path_with_namespace (its ID tokens carry that spelling, compared case-sensitively)")
 		}
 		if !numericIDPattern.MatchString(c.RepositoryID) {
 			r.fail("ciRepositoryId", c.RepositoryID, "the project's numeric id (Settings > General, Project ID)")
@@ -328,6 +394,13 @@ func (r *reader) ci() CI {
 	if c.Platform != CINone && (!branchPattern.MatchString(c.DefaultBranch) || strings.Contains(c.DefaultBranch, "..") || strings.HasPrefix(c.DefaultBranch, "refs/") || strings.HasSuffix(c.DefaultBranch, "/") || strings.HasSuffix(c.DefaultBranch, ".lock")) {
 		r.fail("ciDefaultBranch", c.DefaultBranch, "the name of the branch that deploys, such as main (no refs/heads/ prefix)")
 	}
+	if c.JSONKey && c.Platform != CINone {
+		// The key is the secret stack output ciServiceAccountKey, kept in the
+		// state; the keyless previews read the state and run the pull
+		// request's own code with the passphrase, so any branch could
+		// decrypt a deploy key that never expires.
+		r.fail("ciJsonKey", "true", fmt.Sprintf("false with ciPlatform %s: the JSON key would be kept in the state (the secret output ciServiceAccountKey), which every keyless preview, running a pull request's own code with the passphrase, can decrypt: any branch would hold a deploy key that never expires. Keep keyless, or set ciPlatform to none for a CI without OIDC (README, \"Alternatives\")", c.Platform))
+	}
 	if c.StateBucket != "" && !bucketPattern.MatchString(c.StateBucket) {
 		r.fail("stateBucket", c.StateBucket, "a GCS bucket name (without gs://), or empty")
 	}
@@ -339,7 +412,16 @@ func (r *reader) existing(image string) Existing {
 		KubeContext:      r.str("kubeContext"),
 		Registry:         r.str("registry"),
 		RegistryUsername: r.str("registryUsername"),
-		RegistryPassword: r.cfg.GetSecret("registryPassword"),
+	}
+	if r.str("registryPassword") != "" {
+		e.RegistryPassword = r.cfg.GetSecret("registryPassword")
+	}
+	e.DeployUser, e.PreviewUser = r.str("deployUser"), r.str("previewUser")
+	switch {
+	case (e.DeployUser == "") != (e.PreviewUser == ""):
+		r.fail("previewUser", e.PreviewUser, fmt.Sprintf("a user name with deployUser %q (both or neither: the deploy and the preview identity get their RBAC together)", e.DeployUser))
+	case e.DeployUser != "" && e.DeployUser == e.PreviewUser:
+		r.fail("previewUser", e.PreviewUser, "a user other than deployUser: previews get read-only access of their own")
 	}
 	switch {
 	case e.Registry == "" && image == "":

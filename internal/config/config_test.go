@@ -240,3 +240,55 @@ func TestKubernetesTargetNeedsARegistryOrAnImage(t *testing.T) {
 		t.Errorf("existing cluster = %+v", c.Remote)
 	}
 }
+
+// TestAJSONKeyIsRefusedWithKeylessPreviews: the key would be a stack
+// output in the state, which keyless previews (any branch's code, with the
+// passphrase) can decrypt. Without federation (ciPlatform none) it is the
+// only way in, and allowed.
+func TestAJSONKeyIsRefusedWithKeylessPreviews(t *testing.T) {
+	for _, platform := range []string{"github", "gitlab"} {
+		_, err := load(t, map[string]string{"mlops:ciJsonKey": "true", "mlops:ciPlatform": platform,
+			"mlops:ciRepository": "data-science/planets", "mlops:gitlabUrl": "https://gitlab.example.com"})
+		want := `mlops:ciJsonKey: got "true"; expected false with ciPlatform ` + platform + `: the JSON key would be kept in the state`
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "any branch would hold a deploy key that never expires") {
+			t.Errorf("ciPlatform %s with ciJsonKey true: error %v, want one saying %q and why", platform, err, want)
+		}
+	}
+	c, err := load(t, map[string]string{"mlops:ciJsonKey": "true", "mlops:ciPlatform": "none"})
+	if err != nil || !c.CI.JSONKey {
+		t.Errorf("ciPlatform none with ciJsonKey true: %v, %+v", err, c)
+	}
+}
+
+// TestAutopilotRequestsAreOnesAutopilotKeeps: Autopilot raises requests
+// below 1 GiB of memory per vCPU (and CPU above 6.5 GiB per vCPU), below
+// 50m CPU or 52Mi memory; the Deployment would then never match what the
+// program declares. The defaults (250m, 128Mi) are such a case.
+func TestAutopilotRequestsAreOnesAutopilotKeeps(t *testing.T) {
+	for _, tc := range []struct {
+		cpu, memory string
+		want        string // "" when accepted
+	}{
+		{"250m", "128Mi", `mlops:memoryRequest: got "128Mi"; expected at least 256Mi with autopilot and cpuRequest 250m: Autopilot gives at least 1 GiB per vCPU`},
+		{"1", "512Mi", `mlops:memoryRequest: got "512Mi"; expected at least 1024Mi with autopilot and cpuRequest 1`},
+		{"250m", "2Gi", `mlops:cpuRequest: got "250m"; expected at least 308m with autopilot and memoryRequest 2Gi: Autopilot gives at most 6.5 GiB per vCPU`},
+		{"25m", "256Mi", `mlops:cpuRequest: got "25m"; expected at least 50m with autopilot`},
+		{"250m", "256Mi", ""},
+		{"500m", "1Gi", ""},
+		{"250m", "1664Mi", ""}, // 6.5 GiB per vCPU exactly
+	} {
+		t.Run(tc.cpu+"/"+tc.memory, func(t *testing.T) {
+			_, err := load(t, map[string]string{"mlops:autopilot": "true", "mlops:cpuRequest": tc.cpu, "mlops:memoryRequest": tc.memory, "mlops:memoryLimit": "2Gi"})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	// A Standard cluster keeps any request within its limit.
+	if _, err := load(t, map[string]string{"mlops:cpuRequest": "250m", "mlops:memoryRequest": "128Mi"}); err != nil {
+		t.Errorf("a Standard cluster refuses the defaults: %v", err)
+	}
+}

@@ -36,6 +36,14 @@ const (
 	ClusterCA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJtb2NrCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
 )
 
+// ClusterDNSEndpoint is the DNS endpoint GKE gives a cluster: it carries the
+// cluster's uid (here derived from its name and location; a re-created
+// cluster gets another, see Mocks.Reported).
+func ClusterDNSEndpoint(name, location string) string {
+	sum := sha256.Sum256([]byte(location + "/" + name))
+	return fmt.Sprintf("gke-%x-%s.%s.gke.goog", sum[:16], ProjectNumber, location)
+}
+
 // Resource is one registered resource as the engine would see it.
 type Resource struct {
 	Type, Name string
@@ -287,7 +295,10 @@ func computedOutputs(typ, name string, in resource.PropertyMap) map[string]any {
 			"registryUri": fmt.Sprintf("%s-docker.pkg.dev/%s/%s", str("location"), str("project"), str("repositoryId")),
 		}
 	case "gcp:container/cluster:Cluster":
-		return map[string]any{"endpoint": ClusterIP, "masterVersion": MasterVersion, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA}}
+		return map[string]any{
+			"endpoint": ClusterIP, "masterVersion": MasterVersion, "masterAuth": map[string]any{"clusterCaCertificate": ClusterCA},
+			"controlPlaneEndpointsConfig": map[string]any{"dnsEndpointConfig": map[string]any{"endpoint": ClusterDNSEndpoint(str("name"), str("location"))}},
+		}
 	case "docker:index/image:Image":
 		// A pushed image's digest, different for every tag, as a registry gives.
 		imageName := str("imageName")

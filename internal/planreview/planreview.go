@@ -9,7 +9,7 @@
 // delete any Google Cloud resource: the cluster, its node pool, the registry
 // repository (its cleanup policy included), the enabled APIs and everything
 // IAM (accounts, grants, the Workload Identity pool and provider). Nor may it
-// write Kubernetes RBAC. Every planned change to one of those fails with 403
+// write Kubernetes RBAC, or create or delete the model's Namespace. Every planned change to one of those fails with 403
 // halfway through CI's `pulumi up`.
 package planreview
 
@@ -46,6 +46,10 @@ var changing = []apitype.OpType{
 	apitype.OpImport, apitype.OpImportReplacement,
 }
 
+// namespaceType is the model's Namespace: CI may update it, not create or
+// delete it.
+const namespaceType = "kubernetes:core/v1:Namespace"
+
 // NeedsAdmin says whether CI's deploy identity cannot change a resource of
 // this type, and what the README calls it.
 func NeedsAdmin(typ string) (string, bool) {
@@ -65,6 +69,11 @@ func NeedsAdmin(typ string) (string, bool) {
 		return "a Google Cloud resource", true
 	case strings.HasPrefix(typ, "kubernetes:rbac.authorization.k8s.io/"):
 		return "Kubernetes RBAC", true
+	case typ == namespaceType:
+		// The deploy identity may read and label the model's Namespace by
+		// name (infra.DeployAccess); RBAC cannot limit a create by name,
+		// and a delete takes everything in it.
+		return "the model's Namespace (created or deleted)", true
 	}
 	return "", false
 }
@@ -90,7 +99,7 @@ func AdminChanges(events io.Reader) ([]Change, error) {
 		}
 		step := e.ResourcePreEvent.Metadata
 		what, admin := NeedsAdmin(step.Type)
-		if !admin || !slices.Contains(changing, step.Op) {
+		if !admin || !slices.Contains(changing, step.Op) || (step.Type == namespaceType && step.Op == apitype.OpUpdate) {
 			continue
 		}
 		if i, seen := index[step.URN]; seen {
