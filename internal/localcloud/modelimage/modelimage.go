@@ -154,16 +154,37 @@ func hostCABundle() string {
 	return ""
 }
 
-// buildError is the line of a BuildKit log that says what failed.
+// buildError is the line of a BuildKit log that says what failed, preceded
+// by the last line the failing step printed (such as the model check's
+// reason), when it printed one.
 func buildError(log string) string {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
+	reason := ""
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(lines[i])
+		if m := stepFailed.FindStringSubmatch(line); m != nil && reason == "" {
+			// "#14 ERROR: ...": the step's own output is "#14 0.215 text".
+			output := regexp.MustCompile(`^#` + m[1] + ` \d+\.\d+ (.+)$`)
+			for j := i - 1; j >= 0 && reason == ""; j-- {
+				if o := output.FindStringSubmatch(strings.TrimSpace(lines[j])); o != nil {
+					reason = o[1]
+				}
+			}
+		}
+	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		if line := strings.TrimSpace(lines[i]); strings.HasPrefix(line, "error:") || strings.Contains(line, " ERROR:") || strings.HasPrefix(line, "ERROR:") {
+			if reason != "" {
+				return reason + " (" + line + ")"
+			}
 			return line
 		}
 	}
 	return lastLine(log)
 }
+
+// stepFailed is BuildKit's plain-progress line for a failed step.
+var stepFailed = regexp.MustCompile(`^#(\d+) ERROR: `)
 
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
