@@ -158,8 +158,12 @@ func TestE2EKubernetesTarget(t *testing.T) {
 		stateBefore := e2eStateURNs(ctx, t, stack)
 		clusterBefore := e2eClusterSnapshot(ctx, t, kube)
 		flipOneByte(t, modelFile)
+		step := time.Now()
 		_, previewErr := stack.Preview(ctx)
+		timed("3a preview refused at the gate", step)
+		step = time.Now()
 		_, upErr := stack.Up(ctx)
+		timed("3a up refused at the gate", step)
 		for what, err := range map[string]error{"preview": previewErr, "up": upErr} {
 			if err == nil {
 				t.Errorf("%s with a model its report is not of succeeded", what)

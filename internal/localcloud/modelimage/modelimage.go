@@ -115,7 +115,12 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 	build.Stdout = io.MultiWriter(&log, progress)
 	build.Stderr = build.Stdout
 	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the Dockerfile, or the stand-in bases (hack/stand-in-bases.sh), and run again", err, buildError(log.String()))
+		reason := buildError(log.String())
+		if strings.Contains(reason, "model check failed") {
+			// The image's own check of its model (model/Dockerfile, -check).
+			return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the model, or write its report (go run ./cmd/evaluate in model/), and run again", err, reason)
+		}
+		return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the Dockerfile, or the stand-in bases (hack/stand-in-bases.sh), and run again", err, reason)
 	}
 
 	push := docker.Command(ctx, "push", img.Tag)

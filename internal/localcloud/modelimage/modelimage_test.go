@@ -277,7 +277,7 @@ func TestModelImageBuildRefusesACorruptModel(t *testing.T) {
 			start := time.Now()
 			_, err = Build(ctx, docker, BuildOptions{ProjectDir: broken, StageRoot: t.TempDir(), Registry: reg.Host, Name: "planet-classifier", Progress: verbose{t}})
 			t.Logf("TIMING docker build of a model that is %s failed after %.1f s", tc.name, time.Since(start).Seconds())
-			requireOneLine(t, err, "docker build of model/Dockerfile failed", "model check failed", "/model/planets.onnx", tc.want)
+			requireOneLine(t, err, "docker build of model/Dockerfile failed", "model check failed", "/model/planets.onnx", tc.want, "fix the model")
 			if tags := must(docker.Output(ctx, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", reg.Host+"/planet-classifier")); tags != "" {
 				t.Errorf("the failed build left images: %s", tags)
 			}
