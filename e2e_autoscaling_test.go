@@ -109,7 +109,7 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 
 	// A new model rolls out while scaled out: the rollout replaces the pods
 	// and keeps their count.
-	copyFile(t, e2eSecondModel, filepath.Join(modelDir, "artifacts", "planets.onnx"))
+	useModel(t, modelDir, filepath.Join(e2eSecondModelProject, "model", "artifacts")) // the model and its report
 	secondImage := env.build(ctx, t, modelDir)
 	if err := stack.SetConfig(ctx, "mlops:image", auto.ConfigValue{Value: secondImage}); err != nil {
 		t.Fatal(err)

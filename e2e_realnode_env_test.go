@@ -45,6 +45,13 @@ func e2eRealNodeEnvironment(t *testing.T) *e2eRealNodeEnv {
 // build builds the model image from modelDir (a copy of model/ that the
 // test changes) with model/Dockerfile on the stand-in bases, pushes it to
 // the local registry, and returns its reference pinned by digest.
+// tryBuild is build that returns the build's error (the hack/ link must exist).
+func (env *e2eRealNodeEnv) tryBuild(ctx context.Context, t *testing.T, modelDir string) (*modelimage.Image, error) {
+	return modelimage.Build(ctx, env.docker, modelimage.BuildOptions{
+		ProjectDir: filepath.Dir(modelDir), StageRoot: t.TempDir(), Registry: env.registry, Name: "planet-classifier",
+	})
+}
+
 func (env *e2eRealNodeEnv) build(ctx context.Context, t *testing.T, modelDir string) string {
 	t.Helper()
 	// modelimage builds <project>/model with <project>/hack's stand-in
@@ -59,9 +66,7 @@ func (env *e2eRealNodeEnv) build(ctx context.Context, t *testing.T, modelDir str
 			t.Fatal(err)
 		}
 	}
-	image, err := modelimage.Build(ctx, env.docker, modelimage.BuildOptions{
-		ProjectDir: project, StageRoot: t.TempDir(), Registry: env.registry, Name: "planet-classifier",
-	})
+	image, err := env.tryBuild(ctx, t, modelDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,17 +149,56 @@ func TestE2EKubernetesTarget(t *testing.T) {
 		t.FailNow()
 	}
 
-	ok = t.Run("3_one_byte_of_the_model_rolls_out_once", func(t *testing.T) {
+	ok = t.Run("3a_one_byte_of_the_model_without_its_report_fails_preview_and_up_and_changes_nothing", func(t *testing.T) {
+		modelFile := filepath.Join(modelDir, "artifacts", "planets.onnx")
+		good, err := os.ReadFile(modelFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stateBefore := e2eStateURNs(ctx, t, stack)
+		clusterBefore := e2eClusterSnapshot(ctx, t, kube)
+		flipOneByte(t, modelFile)
+		step := time.Now()
+		_, previewErr := stack.Preview(ctx)
+		timed("3a preview refused at the gate", step)
+		step = time.Now()
+		_, upErr := stack.Up(ctx)
+		timed("3a up refused at the gate", step)
+		for what, err := range map[string]error{"preview": previewErr, "up": upErr} {
+			if err == nil {
+				t.Errorf("%s with a model its report is not of succeeded", what)
+			} else if line := e2eLineContaining(err.Error(), "is the report of another model"); line == "" {
+				t.Errorf("%s: the error does not say the report is of another model:\n%v", what, err)
+			} else {
+				t.Logf("%s refused: %s", what, line)
+			}
+		}
+		if got := e2eStateURNs(ctx, t, stack); !slices.Equal(got, stateBefore) {
+			t.Errorf("state changed by a refused model:\nbefore %v\nafter  %v", stateBefore, got)
+		}
+		if got := e2eClusterSnapshot(ctx, t, kube); got != clusterBefore {
+			t.Errorf("cluster changed by a refused model:\nbefore %s\nafter  %s", clusterBefore, got)
+		}
+		if err := os.WriteFile(modelFile, good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	ok = t.Run("3b_a_new_model_rolls_out_once", func(t *testing.T) {
 		before := e2eTheDeployment(ctx, t, kube)
 		replicaSetsBefore := e2eReplicaSets(ctx, t, kube, before)
-		flipOneByte(t, filepath.Join(modelDir, "artifacts", "planets.onnx"))
+		// The second model and its report (a model alone is refused, 3a).
+		useModel(t, modelDir, filepath.Join(e2eSecondModelProject, "model", "artifacts"))
 
 		step := time.Now()
 		operations := make(chan events.EngineEvent)
 		updated := make(chan []string, 1)
 		go func() { updated <- e2eUpdatedTypes(operations) }()
 		result := e2eUp(ctx, t, stack, optup.EventStreams(operations))
-		timed("3 up after a one-byte model change", step)
+		timed("3b up after a model change", step)
 
 		changes := e2eChanges(result.Summary.ResourceChanges)
 		if changes["update"] != 1 || len(changes) != 2 || changes["same"] == 0 {

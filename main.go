@@ -21,6 +21,7 @@ import (
 	"github.com/planets-mlops/deploy/infra"
 	"github.com/planets-mlops/deploy/internal/config"
 	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/modelreport"
 )
 
 func main() {
@@ -70,6 +71,12 @@ func deployIn(ctx *pulumi.Context, root string) (pulumi.Map, error) {
 	}
 	cfg, err := config.Load(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// The model's own figures decide before anything is declared: no
+	// image is pushed and no resource changes for a model whose report is
+	// stale or below the stack's gate (internal/modelreport).
+	if err := gateModel(ctx, cfg.Model); err != nil {
 		return nil, err
 	}
 
@@ -127,6 +134,24 @@ func deployIn(ctx *pulumi.Context, root string) (pulumi.Map, error) {
 	outputs["modelFingerprint"] = pulumi.String(cfg.Model.Fingerprint)
 	outputs["image"] = image.Ref
 	return outputs, nil
+}
+
+// gateModel reads the report of the model in cfg.Dir, checks that it is
+// this model's, and holds it to the gate; it logs the figures it passed on.
+func gateModel(ctx *pulumi.Context, m config.Model) error {
+	report, err := modelreport.ForModel(m.Dir)
+	if err != nil {
+		return err
+	}
+	if err := m.Gate.Check(report, m.Baseline, m.BaselineName); err != nil {
+		return err
+	}
+	against := "no baseline report given (" + config.BaselineReportEnv + "): the drop is not checked"
+	if m.Baseline != nil {
+		against = fmt.Sprintf("baseline %.1f%% (%s)", m.Baseline.Accuracy*100, m.BaselineName)
+	}
+	return ctx.Log.Info(fmt.Sprintf("model gate: %s (sha256 %.12s) passes: accuracy %.1f%% (%d/%d) on the evaluation set, mlops:minAccuracy %.1f%%, mlops:maxAccuracyDrop %.1f%%, %s",
+		report.Model.File, report.Model.SHA256, report.Accuracy*100, report.Correct, report.Total, m.Gate.MinAccuracy*100, m.Gate.MaxAccuracyDrop*100, against), nil)
 }
 
 // deployTarget is where the model image goes and where the model runs.

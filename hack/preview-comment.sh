@@ -8,6 +8,12 @@
 # Usage: OUTCOME=success|failure HEAD_SHA=<sha> RUN_URL=<url> \
 #          hack/preview-comment.sh <preview text file> <admin changes file>
 # The first line is the marker the workflow finds its earlier comment by.
+#
+# With MODEL_REPORT set (the pull request's model/artifacts/report.json),
+# the comment also shows what the pull request does to the model
+# (hack/model-change): its report beside MLOPS_BASELINE_REPORT's (the
+# default branch's, if it has one), with the fingerprints from the
+# preview's event log PREVIEW_EVENTS, or that the model is unchanged.
 set -euo pipefail
 
 report=${1:?usage: hack/preview-comment.sh <preview text file> <admin changes file>}
@@ -33,6 +39,12 @@ echo
 sha=${HEAD_SHA:-unknown}
 echo "Commit ${sha:0:7} · [logs](${RUN_URL:-}) · merging deploys this to the dev stack."
 echo
+if [[ -n ${MODEL_REPORT:-} ]]; then
+  if ! go run ./hack/model-change -baseline "${MLOPS_BASELINE_REPORT:-}" -events "${PREVIEW_EVENTS:-}" "$MODEL_REPORT"; then
+    echo "Could not compare the model's report with the default branch's: see the logs of this step."
+  fi
+  echo
+fi
 if [[ -s $admin ]]; then
   echo "> [!WARNING]"
   echo "> **Needs an admin before merging.** CI cannot apply this plan."

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -68,5 +69,34 @@ func TestDockerfileNamesNoAddress(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`\S*://\S*|\b(curl|wget)\b`).Find(dockerfile); m != nil {
 		t.Errorf("the Dockerfile names %q; fetch by package name with the ordinary client instead", m)
+	}
+}
+
+// The final stage checks the model it ships, after copying the model, its
+// report and the evaluation set, and the build context lets them in.
+func TestDockerfileChecksItsOwnModel(t *testing.T) {
+	dockerfile, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(dockerfile)
+	final := text[strings.LastIndex(text, "\nFROM "):]
+	check := strings.Index(final, `RUN ["/model/server", "-check"]`)
+	if check < 0 {
+		t.Fatal(`the final stage does not RUN ["/model/server", "-check"]`)
+	}
+	for _, copied := range []string{"COPY artifacts/planets.onnx /model/planets.onnx", "COPY artifacts/report.json /model/report.json", "COPY eval /model/eval", "MODEL_REPORT=/model/report.json", "EVAL_DIR=/model/eval", "USER 65532:65532"} {
+		if i := strings.Index(final, copied); i < 0 || i > check {
+			t.Errorf("the final stage has no %q before the check", copied)
+		}
+	}
+	ignore, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kept := range []string{"!artifacts/report.json", "!eval"} {
+		if !strings.Contains(string(ignore), "\n"+kept+"\n") {
+			t.Errorf(".dockerignore does not let %s into the build context", kept)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
+	"github.com/planets-mlops/deploy/model/internal/evaluate"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
 	"github.com/planets-mlops/deploy/model/internal/server"
 )
@@ -37,6 +38,10 @@ type config struct {
 	limits         server.Limits
 	timeouts       server.Timeouts
 	logLevel       slog.Level
+	// check, with reportPath and evalDir: check the model and exit (-check).
+	check      bool
+	reportPath string
+	evalDir    string
 	// goMemoryLimit, when positive, is the Go runtime's soft memory limit
 	// derived from the container's (GOMEMLIMIT unset).
 	goMemoryLimit int64
@@ -46,6 +51,8 @@ type config struct {
 const (
 	defaultModelPath = "/model/planets.onnx"
 	defaultLib       = "/model/libonnxruntime.so.1"
+	defaultReport    = "/model/report.json"
+	defaultEvalDir   = "/model/eval"
 )
 
 const (
@@ -110,6 +117,9 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	fs.DurationVar(&c.timeouts.Idle, "idle-timeout", envDuration("IDLE_TIMEOUT", 60*time.Second), "keep-alive idle (env IDLE_TIMEOUT)")
 	fs.DurationVar(&c.timeouts.DrainDelay, "drain-delay", envDuration("DRAIN_DELAY", 5*time.Second), "after SIGTERM: not ready but still serving, before closing the listener (env DRAIN_DELAY)")
 	fs.DurationVar(&c.timeouts.ShutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", 20*time.Second), "then: time for in-flight requests to finish (env SHUTDOWN_GRACE)")
+	fs.BoolVar(&c.check, "check", false, "check the model and exit: it loads, its input and output are what the server uses, its labels match its output, an inference gives probabilities summing to 1, and the evaluation set gives the report's answers (model/Dockerfile runs it)")
+	fs.StringVar(&c.reportPath, "report", envString("MODEL_REPORT", defaultReport), "with -check: the model's committed report, which the evaluation set must reproduce; empty checks the model alone (env MODEL_REPORT)")
+	fs.StringVar(&c.evalDir, "eval-dir", envString("EVAL_DIR", defaultEvalDir), "with -check: the evaluation set, <label>/<image> files (env EVAL_DIR)")
 	logLevel := fs.String("log-level", envString("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -195,6 +205,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "config:", err)
 		os.Exit(2)
 	}
+	if cfg.check {
+		// One line either way: a failing `docker build` shows it as the reason.
+		if err := check(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	slog.SetDefault(logger)
 	if os.Getenv("GOGC") == "" {
@@ -253,6 +271,21 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 		return err
 	}
 	return model.Close()
+}
+
+// check runs -check: see evaluate.Check.
+func check(cfg config) error {
+	if err := classifier.InitRuntime(cfg.onnxruntimeLib); err != nil {
+		return fmt.Errorf("%w: %v", evaluate.ErrCheck, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	summary, err := evaluate.Check(ctx, evaluate.CheckOptions{ModelPath: cfg.modelPath, ReportPath: cfg.reportPath, EvalDir: cfg.evalDir})
+	if err != nil {
+		return err
+	}
+	fmt.Println(summary)
+	return nil
 }
 
 // containerMemoryLimit is the memory limit of this process's cgroup (v2

@@ -206,3 +206,43 @@ func TestSchedulerProcs(t *testing.T) {
 		cmd.Wait()
 	}
 }
+
+// TestCheckFlag runs the real main as model/Dockerfile does (-check): the
+// committed model passes with a summary on stdout and exit code 0; a
+// truncated one exits 1 with one line on stderr naming the file.
+func TestCheckFlag(t *testing.T) {
+	testruntime.Init(t)
+	root := testruntime.ModuleRoot(t)
+	good := filepath.Join(root, "artifacts", "planets.onnx")
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(t.TempDir(), "planets.onnx")
+	if err := os.WriteFile(truncated, raw[:len(raw)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		model    string
+		wantCode int
+	}{{good, 0}, {truncated, 1}} {
+		cmd := exec.Command(os.Args[0], "-check")
+		cmd.Env = append(os.Environ(), "MODEL_SERVER_E2E=1", "MODEL_PATH="+tc.model,
+			"MODEL_REPORT="+filepath.Join(root, "artifacts", "report.json"), "EVAL_DIR="+filepath.Join(root, "eval"))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		t.Logf("%s: exit %d, stdout %q, stderr %q", tc.model, code, stdout.String(), stderr.String())
+		if code != tc.wantCode {
+			t.Errorf("%s: exit code %d (%v), want %d", tc.model, code, err, tc.wantCode)
+		}
+		out := stdout.String()
+		if tc.wantCode != 0 {
+			out = stderr.String()
+		}
+		if strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.model) {
+			t.Errorf("%s: want one line naming the model, got %q", tc.model, out)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/modelreport"
 )
 
 // Namespace is the Pulumi project name, the namespace of its config keys.
@@ -125,6 +126,12 @@ type Model struct {
 	Image string
 	// Fingerprint is the SHA-256 of Dir's build context and the build inputs.
 	Fingerprint string
+	// Gate is what the model's report must pass (mlops:minAccuracy,
+	// mlops:maxAccuracyDrop), against Baseline, the default branch's
+	// report (BaselineReportEnv; nil when not given), read from BaselineName.
+	Gate         modelreport.Gate
+	Baseline     *modelreport.Report
+	BaselineName string
 }
 
 // Service is how the model is served.
@@ -192,6 +199,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 	r.atLeastQuantity("memoryLimit", c.Serve.MemoryLimit, MinMemoryLimit, "what the model server needs at its defaults")
 	r.platform("platform", c.Model.Platform)
 	r.pinnedImage("image", c.Model.Image)
+	r.modelGate(&c.Model)
 
 	switch c.Target {
 	case TargetGKE:

@@ -115,7 +115,12 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 	build.Stdout = io.MultiWriter(&log, progress)
 	build.Stderr = build.Stdout
 	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the Dockerfile, or the stand-in bases (hack/stand-in-bases.sh), and run again", err, buildError(log.String()))
+		reason := buildError(log.String())
+		if strings.Contains(reason, "model check failed") {
+			// The image's own check of its model (model/Dockerfile, -check).
+			return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the model, or write its report (go run ./cmd/evaluate in model/), and run again", err, reason)
+		}
+		return nil, fmt.Errorf("docker build of model/Dockerfile failed (%v): %s; fix the Dockerfile, or the stand-in bases (hack/stand-in-bases.sh), and run again", err, reason)
 	}
 
 	push := docker.Command(ctx, "push", img.Tag)
@@ -154,16 +159,37 @@ func hostCABundle() string {
 	return ""
 }
 
-// buildError is the line of a BuildKit log that says what failed.
+// buildError is the line of a BuildKit log that says what failed, preceded
+// by the last line the failing step printed (such as the model check's
+// reason), when it printed one.
 func buildError(log string) string {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
+	reason := ""
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(lines[i])
+		if m := stepFailed.FindStringSubmatch(line); m != nil && reason == "" {
+			// "#14 ERROR: ...": the step's own output is "#14 0.215 text".
+			output := regexp.MustCompile(`^#` + m[1] + ` \d+\.\d+ (.+)$`)
+			for j := i - 1; j >= 0 && reason == ""; j-- {
+				if o := output.FindStringSubmatch(strings.TrimSpace(lines[j])); o != nil {
+					reason = o[1]
+				}
+			}
+		}
+	}
 	for i := len(lines) - 1; i >= 0; i-- {
 		if line := strings.TrimSpace(lines[i]); strings.HasPrefix(line, "error:") || strings.Contains(line, " ERROR:") || strings.HasPrefix(line, "ERROR:") {
+			if reason != "" {
+				return reason + " (" + line + ")"
+			}
 			return line
 		}
 	}
 	return lastLine(log)
 }
+
+// stepFailed is BuildKit's plain-progress line for a failed step.
+var stepFailed = regexp.MustCompile(`^#(\d+) ERROR: `)
 
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)

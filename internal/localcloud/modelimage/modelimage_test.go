@@ -237,6 +237,54 @@ func TestModelImageBuildFailuresSayWhatFailedInOneLine(t *testing.T) {
 	})
 }
 
+// A corrupt model fails the build at the image's own check (model/Dockerfile
+// runs `/model/server -check`), before anything is pushed, with one line
+// naming the model file and what is wrong. It prints how long the build
+// took: with the server's stages cached (any earlier build), seconds.
+func TestModelImageBuildRefusesACorruptModel(t *testing.T) {
+	docker := dockerd.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	projectDir, _ := filepath.Abs("../../..")
+	for _, tc := range []struct {
+		name  string
+		model func(good []byte) []byte
+		want  string
+	}{
+		{"not ONNX", func([]byte) []byte { return []byte("this is not an ONNX model\n") }, "onnxruntime cannot load it"},
+		{"truncated", func(good []byte) []byte { return good[:len(good)/2] }, "onnxruntime cannot load it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			broken := t.TempDir()
+			for _, dir := range []string{"model", "hack"} {
+				if err := os.CopyFS(filepath.Join(broken, dir), os.DirFS(filepath.Join(projectDir, dir))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			modelFile := filepath.Join(broken, "model", "artifacts", "planets.onnx")
+			good, err := os.ReadFile(modelFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(modelFile, tc.model(good), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			reg, err := registry.Start(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			start := time.Now()
+			_, err = Build(ctx, docker, BuildOptions{ProjectDir: broken, StageRoot: t.TempDir(), Registry: reg.Host, Name: "planet-classifier", Progress: verbose{t}})
+			t.Logf("TIMING docker build of a model that is %s failed after %.1f s", tc.name, time.Since(start).Seconds())
+			requireOneLine(t, err, "docker build of model/Dockerfile failed", "model check failed", "/model/planets.onnx", tc.want, "fix the model")
+			if tags := must(docker.Output(ctx, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", reg.Host+"/planet-classifier")); tags != "" {
+				t.Errorf("the failed build left images: %s", tags)
+			}
+		})
+	}
+}
+
 func requireOneLine(t *testing.T, err error, parts ...string) {
 	t.Helper()
 	if err == nil {

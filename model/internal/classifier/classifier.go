@@ -79,6 +79,9 @@ func Load(path string, sessions int) (*Classifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSignature(path, len(labels)); err != nil {
+		return nil, err
+	}
 	c := &Classifier{labels: labels, workers: make(chan *worker, sessions)}
 	for range sessions {
 		w, err := newWorker(path, len(labels))
@@ -95,7 +98,7 @@ func Load(path string, sessions int) (*Classifier, error) {
 func readLabels(path string) ([]string, error) {
 	meta, err := ort.GetModelMetadata(path)
 	if err != nil {
-		return nil, fmt.Errorf("read model %q: %w", path, err)
+		return nil, fmt.Errorf("model %q: onnxruntime cannot load it (corrupt, truncated or not ONNX): %w", path, err)
 	}
 	defer meta.Destroy()
 	raw, ok, err := meta.LookupCustomMetadataMap("labels")
@@ -109,7 +112,60 @@ func readLabels(path string) ([]string, error) {
 	if err := json.Unmarshal([]byte(raw), &labels); err != nil || len(labels) == 0 {
 		return nil, fmt.Errorf("model %q: labels metadata %q is not a non-empty JSON list", path, raw)
 	}
+	seen := map[string]bool{}
+	for _, label := range labels {
+		if label == "" || seen[label] {
+			return nil, fmt.Errorf("model %q: labels metadata %q has an empty or repeated label %q; want distinct class names", path, raw, label)
+		}
+		seen[label] = true
+	}
 	return labels, nil
+}
+
+// checkSignature checks the graph's input and output against what the
+// server feeds and reads: one float tensor "input" of [batch, 1, Side, Side]
+// and one float tensor "logits" of [batch, classes], classes being the
+// number of labels. A model exported otherwise would fail at the first
+// request, or answer with the wrong labels; this says what is wrong at load.
+func checkSignature(path string, classes int) error {
+	inputs, outputs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return fmt.Errorf("read model %q: %w", path, err)
+	}
+	check := func(what, name string, infos []ort.InputOutputInfo, want ort.Shape) error {
+		if len(infos) != 1 || infos[0].Name != name {
+			names := make([]string, len(infos))
+			for i, info := range infos {
+				names[i] = info.Name
+			}
+			return fmt.Errorf("model %q has %s %q, want one named %q", path, what, names, name)
+		}
+		info := infos[0]
+		if info.OrtValueType != ort.ONNXTypeTensor || info.DataType != ort.TensorElementDataTypeFloat {
+			return fmt.Errorf("model %q: %s %q is %s, want a float tensor", path, what, name, info.String())
+		}
+		got := info.Dimensions
+		ok := len(got) == len(want)
+		for i := 0; ok && i < len(got); i++ {
+			// The batch axis may be dynamic (-1, or 0 when onnxruntime
+			// does not know it); every other axis must be what the server uses.
+			ok = got[i] == want[i] || (i == 0 && got[i] <= 0)
+		}
+		if !ok {
+			return fmt.Errorf("model %q: %s %q has shape %v, want %v (batch first)", path, what, name, got, want)
+		}
+		return nil
+	}
+	if err := check("input", inputName, inputs, ort.NewShape(1, 1, preprocess.Side, preprocess.Side)); err != nil {
+		return err
+	}
+	if err := check("output", outputName, outputs, ort.NewShape(1, int64(classes))); err != nil {
+		if len(outputs) == 1 && len(outputs[0].Dimensions) == 2 && outputs[0].Dimensions[1] != int64(classes) {
+			return fmt.Errorf("model %q: output %q has %d classes, but its labels metadata names %d", path, outputName, outputs[0].Dimensions[1], classes)
+		}
+		return err
+	}
+	return nil
 }
 
 func newWorker(path string, classes int) (*worker, error) {

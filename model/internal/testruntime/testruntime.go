@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/planets-mlops/deploy/model/internal/classifier"
 	"github.com/planets-mlops/deploy/model/internal/testenv"
 )
@@ -133,4 +135,67 @@ func ScanBombJPEG(width, height uint16, scans int) []byte {
 		b = append(b, segment(0xda, 1, 1, 0x00, 1, 63, 0)...) // AC first scan, again
 	}
 	return append(b, 0xff, 0xd9)
+}
+
+// Relabel returns the ONNX model onnx with its "labels" metadata replaced
+// by labels (a JSON list), every other byte as it was: the model's outputs
+// then mean other classes, or another number of them. ModelProto's
+// metadata_props is field 14, each a StringStringEntryProto (key 1, value 2).
+func Relabel(t testing.TB, onnx []byte, labels []string) []byte {
+	t.Helper()
+	value, err := json.Marshal(labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	replaced := false
+	for rest := onnx; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			t.Fatalf("not an ONNX model: %v", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		if m < 0 {
+			t.Fatalf("not an ONNX model: %v", protowire.ParseError(m))
+		}
+		field := rest[:n+m]
+		rest = rest[n+m:]
+		if num == 14 && typ == protowire.BytesType {
+			entry, _ := protowire.ConsumeBytes(field[n:])
+			if key := entryKey(entry); key == "labels" {
+				var e []byte
+				e = protowire.AppendTag(e, 1, protowire.BytesType)
+				e = protowire.AppendString(e, "labels")
+				e = protowire.AppendTag(e, 2, protowire.BytesType)
+				e = protowire.AppendBytes(e, value)
+				field = protowire.AppendTag(nil, 14, protowire.BytesType)
+				field = protowire.AppendBytes(field, e)
+				replaced = true
+			}
+		}
+		out = append(out, field...)
+	}
+	if !replaced {
+		t.Fatal("the model has no labels metadata")
+	}
+	return out
+}
+
+func entryKey(entry []byte) string {
+	for len(entry) > 0 {
+		num, typ, n := protowire.ConsumeTag(entry)
+		if n < 0 {
+			return ""
+		}
+		if num == 1 && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(entry[n:])
+			return string(v)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, entry[n:])
+		if m < 0 {
+			return ""
+		}
+		entry = entry[n+m:]
+	}
+	return ""
 }
