@@ -14,6 +14,7 @@ import (
 
 	"github.com/planets-mlops/deploy/model/internal/evaluate"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
+	"github.com/planets-mlops/deploy/model/internal/testenv"
 	"github.com/planets-mlops/deploy/model/internal/testruntime"
 )
 
@@ -57,20 +58,10 @@ func TestCommittedReportIsTheCommittedModelsEvaluation(t *testing.T) {
 // evaluator, run on the whole held-out set, gives the confusion matrix
 // training measured (artifacts/metrics.json), and on the set's images the
 // report's answers. Needs the dataset beside the repository ($PLANETS_DATA
-// or ../shared/datasets/planets): skipped loudly without it, failed in CI.
+// or ../shared/datasets/planets): in the full tier a missing dataset fails (internal/testenv).
 func TestReportMatchesTrainingOnTheHeldOutImages(t *testing.T) {
 	root := testruntime.ModuleRoot(t)
-	data := os.Getenv("PLANETS_DATA")
-	if data == "" {
-		data = filepath.Join(filepath.Dir(root), "..", "shared", "datasets", "planets")
-	}
-	if _, err := os.Stat(filepath.Join(data, "raw")); err != nil {
-		msg := fmt.Sprintf("the planets dataset is not at %s (set PLANETS_DATA)", data)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPING: " + msg)
-	}
+	data := testenv.NeedDataset(t, filepath.Dir(root))
 	model := testruntime.LoadModel(t, 1)
 	opts := committed(t)
 	report, err := evaluate.Read(opts.ReportPath)
