@@ -32,7 +32,16 @@ func NewExistingCluster(ctx *pulumi.Context, name string, args *ExistingClusterA
 	if err := ctx.RegisterComponentResource("mlops:infra:ExistingCluster", name, c, opts...); err != nil {
 		return nil, err
 	}
-	providerArgs := &kubernetes.ProviderArgs{Kubeconfig: args.Kubeconfig}
+	// Never nil: the SDK would fill a nil kubeconfig with $KUBECONFIG's
+	// path, which differs between the admin's machine and CI's, so every
+	// `up` from the other one would update the provider. "" makes the
+	// provider load the ambient kubeconfig itself, and is the same
+	// everywhere.
+	kubeconfig := args.Kubeconfig
+	if kubeconfig == nil {
+		kubeconfig = pulumi.String("")
+	}
+	providerArgs := &kubernetes.ProviderArgs{Kubeconfig: kubeconfig}
 	if args.Context != "" {
 		providerArgs.Context = pulumi.String(args.Context)
 	}

@@ -506,7 +506,7 @@ func (b *box) githubContext(event string) map[string]string {
 	return map[string]string{
 		"github.sha": b.sha, "github.repository": "acme/planets", "github.ref_name": "main",
 		"github.token": "token", "github.server_url": "https://github.example", "github.run_id": "1",
-		"github.event.pull_request.head.sha": b.sha, "github.event_name": event,
+		"github.event.pull_request.head.sha": b.sha, "github.event_name": event, "github.base_ref": "main",
 		"runner.os":                           "Linux",
 		"vars.GCP_WORKLOAD_IDENTITY_PROVIDER": "projects/1/locations/global/workloadIdentityPools/p/providers/github",
 		"vars.GCP_SERVICE_ACCOUNT":            "deploy@p.iam.gserviceaccount.com", "vars.GCP_PREVIEW_SERVICE_ACCOUNT": "preview@p.iam.gserviceaccount.com",
