@@ -29,4 +29,4 @@ if ! docker version >/dev/null 2>&1; then
 fi
 MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)
 export MLOPS_TOOLCHAIN_BIN
-go run . local "$@"
+go run ./cmd/local "$@"

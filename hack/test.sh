@@ -71,7 +71,7 @@ go vet ./...
 (cd model && go vet ./...)
 
 step "tests: the program"
-# The root package's end-to-end tests (control plane with kwok, then a real
+# The end-to-end proofs (test/e2e: control plane with kwok, then a real
 # node with image builds and rollouts under load) take longer than go test's
 # default 10 minutes per package. The pipelines' runner box (a whole
 # hermetic gate compiled and run as another user) goes after them, not beside

@@ -12,7 +12,7 @@
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
 #                               a local control plane with fake nodes
 #   metrics-server              metrics.k8s.io for HorizontalPodAutoscalers
-#                               (localcluster Options.Metrics)
+#                               (internal/localcloud/cluster Options.Metrics)
 #   kubelet, kube-proxy         a real node (internal/localcloud/node), built in
 #                               the same `go build` as the control plane
 #   containerd, containerd-shim-runc-v2, ctr

@@ -10,8 +10,6 @@ import (
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/storage"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-
-	"github.com/planets-mlops/deploy/internal/config"
 )
 
 // CIProjectRoles are the only project-wide roles of the deploy service
@@ -85,10 +83,46 @@ type CIIdentity struct {
 	Key pulumi.StringOutput
 }
 
+// CIPlatform is the CI system whose OIDC tokens the Workload Identity
+// provider trusts. Its value names the provider (resource and id).
+type CIPlatform string
+
+const (
+	// CIGitHub trusts GitHub Actions' tokens.
+	CIGitHub CIPlatform = "github"
+	// CIGitLab trusts the tokens of the GitLab instance at GitLabURL.
+	CIGitLab CIPlatform = "gitlab"
+	// CINone federates nothing: CI authenticates some other way (JSONKey).
+	CINone CIPlatform = "none"
+)
+
 // CIIdentityArgs are the inputs of CIIdentity.
 type CIIdentityArgs struct {
-	Project    string
-	CI         config.CI
+	// Project holds the accounts, their roles and the federation.
+	Project string
+	// ServiceAccountID and PreviewServiceAccountID are the account ids of
+	// the deploy and the preview service accounts.
+	ServiceAccountID, PreviewServiceAccountID string
+	// Platform is the CI whose pipelines may impersonate the accounts.
+	Platform CIPlatform
+	// SourceRepository is the only repository whose pipelines are admitted:
+	// owner/repo on GitHub, group/project on GitLab, spelled as the
+	// platform's tokens spell it.
+	SourceRepository string
+	// SourceRepositoryID is its numeric id (GitHub repository_id, GitLab
+	// project_id), matched together with the name: a name can be freed and
+	// taken by someone else.
+	SourceRepositoryID string
+	// DefaultBranch is the only branch whose pipelines get the deploy account.
+	DefaultBranch string
+	// GitLabURL is the GitLab instance that issues the tokens (CIGitLab).
+	GitLabURL string
+	// JSONKey asks for a key of the deploy account, for a CI without OIDC.
+	JSONKey bool
+	// StateBucket holds the Pulumi state; "" when it lives elsewhere, and
+	// then no account is granted on it.
+	StateBucket string
+	// Repository is the model repository the deploy account pushes to.
 	Repository *artifactregistry.Repository
 }
 
@@ -102,7 +136,7 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 
 	account, err := serviceaccount.NewAccount(ctx, name, &serviceaccount.AccountArgs{
 		Project:     pulumi.String(args.Project),
-		AccountId:   pulumi.String(args.CI.ServiceAccountID),
+		AccountId:   pulumi.String(args.ServiceAccountID),
 		DisplayName: pulumi.String("Model deployments from CI"),
 		Description: pulumi.String("Deploys the model with pulumi up from the default branch; cannot change IAM."),
 	}, parent)
@@ -112,7 +146,7 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 	c.Account = account
 	preview, err := serviceaccount.NewAccount(ctx, name+"-preview", &serviceaccount.AccountArgs{
 		Project:     pulumi.String(args.Project),
-		AccountId:   pulumi.String(args.CI.PreviewServiceAccountID),
+		AccountId:   pulumi.String(args.PreviewServiceAccountID),
 		DisplayName: pulumi.String("Model previews from CI"),
 		Description: pulumi.String("Runs pulumi preview for pull and merge requests; reads the state and the cluster, changes nothing."),
 	}, parent)
@@ -146,10 +180,10 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 	}, parent); err != nil {
 		return nil, err
 	}
-	if args.CI.StateBucket != "" {
+	if args.StateBucket != "" {
 		for _, g := range []grant{{name + "-state", ciStateRole, account.Member}, {name + "-preview-state", previewStateRole, preview.Member}} {
 			if _, err := storage.NewBucketIAMMember(ctx, g.name, &storage.BucketIAMMemberArgs{
-				Bucket: pulumi.String(args.CI.StateBucket),
+				Bucket: pulumi.String(args.StateBucket),
 				Role:   pulumi.String(g.role),
 				Member: g.member,
 			}, parent); err != nil {
@@ -159,7 +193,7 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 	}
 
 	c.WorkloadIdentityProvider = pulumi.String("").ToStringOutput()
-	if args.CI.Platform != config.CINone {
+	if args.Platform != CINone {
 		provider, err := c.federate(ctx, name, args, parent)
 		if err != nil {
 			return nil, err
@@ -168,7 +202,7 @@ func NewCIIdentity(ctx *pulumi.Context, name string, args *CIIdentityArgs, opts 
 	}
 
 	c.Key = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
-	if args.CI.JSONKey {
+	if args.JSONKey {
 		key, err := serviceaccount.NewKey(ctx, name+"-key", &serviceaccount.KeyArgs{
 			ServiceAccountId: account.Name,
 		}, parent, pulumi.AdditionalSecretOutputs([]string{"privateKey"}))
@@ -213,10 +247,11 @@ type oidcIssuer struct {
 	deployValue     func(branch string) string
 }
 
-func issuerFor(ci config.CI) oidcIssuer {
-	if ci.Platform == config.CIGitLab {
+// issuerFor is how the tokens of args' platform are trusted.
+func issuerFor(args *CIIdentityArgs) oidcIssuer {
+	if args.Platform == CIGitLab {
 		return oidcIssuer{
-			issuer:    ci.GitLabURL,
+			issuer:    args.GitLabURL,
 			idClaim:   "project_id",
 			nameClaim: "project_path",
 			mapping: map[string]string{
@@ -264,7 +299,7 @@ func issuerFor(ci config.CI) oidcIssuer {
 		},
 		deployAttribute: "job_workflow_ref",
 		deployValue: func(branch string) string {
-			return ci.Repository + "/" + GitHubDeployWorkflow + "@refs/heads/" + branch
+			return args.SourceRepository + "/" + GitHubDeployWorkflow + "@refs/heads/" + branch
 		},
 	}
 }
@@ -273,7 +308,7 @@ func issuerFor(ci config.CI) oidcIssuer {
 // default branch's pipelines impersonate the deploy account and every
 // pipeline of the repository the preview account.
 func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentityArgs, parent pulumi.ResourceOption) (*iam.WorkloadIdentityPoolProvider, error) {
-	oidc := issuerFor(args.CI)
+	oidc := issuerFor(args)
 	// A deleted pool keeps its id for 30 days (the API answers 409
 	// ALREADY_EXISTS to a create, and the id cannot be reused until the pool
 	// is purged; projects.locations.workloadIdentityPools State DELETED). So
@@ -283,7 +318,7 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 	// `pulumi destroy`, the next `up` creates a new account and with it a
 	// pool of a new id.
 	poolID := c.Account.UniqueId.ApplyT(func(uniqueID string) string {
-		return workloadIdentityPoolID(args.CI.ServiceAccountID, uniqueID)
+		return workloadIdentityPoolID(args.ServiceAccountID, uniqueID)
 	}).(pulumi.StringOutput)
 	pool, err := iam.NewWorkloadIdentityPool(ctx, name+"-pool", &iam.WorkloadIdentityPoolArgs{
 		Project:                pulumi.String(args.Project),
@@ -294,18 +329,18 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 	if err != nil {
 		return nil, err
 	}
-	provider, err := iam.NewWorkloadIdentityPoolProvider(ctx, name+"-"+string(args.CI.Platform), &iam.WorkloadIdentityPoolProviderArgs{
+	provider, err := iam.NewWorkloadIdentityPoolProvider(ctx, name+"-"+string(args.Platform), &iam.WorkloadIdentityPoolProviderArgs{
 		Project:                        pulumi.String(args.Project),
 		WorkloadIdentityPoolId:         pool.WorkloadIdentityPoolId,
-		WorkloadIdentityPoolProviderId: pulumi.String(string(args.CI.Platform)),
-		DisplayName:                    pulumi.String(string(args.CI.Platform)),
+		WorkloadIdentityPoolProviderId: pulumi.String(string(args.Platform)),
+		DisplayName:                    pulumi.String(string(args.Platform)),
 		AttributeMapping:               pulumi.ToStringMap(oidc.mapping),
 		// Tokens of every other repository on the platform are refused here,
 		// before any binding is even looked at: the numeric id cannot be
 		// taken over by a repository that reuses a freed name, the name
 		// guards against a mistyped id.
 		AttributeCondition: pulumi.String(fmt.Sprintf("assertion.%s == %q && assertion.%s == %q",
-			oidc.idClaim, args.CI.RepositoryID, oidc.nameClaim, args.CI.Repository)),
+			oidc.idClaim, args.SourceRepositoryID, oidc.nameClaim, args.SourceRepository)),
 		Oidc: &iam.WorkloadIdentityPoolProviderOidcArgs{IssuerUri: pulumi.String(oidc.issuer)},
 	}, parent)
 	if err != nil {
@@ -316,8 +351,8 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 		account                   *serviceaccount.Account
 		attribute, attributeValue string
 	}{
-		{name + "-workload-identity-user", c.Account, oidc.deployAttribute, oidc.deployValue(args.CI.DefaultBranch)},
-		{name + "-preview-workload-identity-user", c.PreviewAccount, oidc.idClaim, args.CI.RepositoryID},
+		{name + "-workload-identity-user", c.Account, oidc.deployAttribute, oidc.deployValue(args.DefaultBranch)},
+		{name + "-preview-workload-identity-user", c.PreviewAccount, oidc.idClaim, args.SourceRepositoryID},
 	} {
 		if _, err := serviceaccount.NewIAMMember(ctx, b.name, &serviceaccount.IAMMemberArgs{
 			ServiceAccountId: b.account.Name,
@@ -336,16 +371,4 @@ func (c *CIIdentity) federate(ctx *pulumi.Context, name string, args *CIIdentity
 func workloadIdentityPoolID(accountID, uniqueID string) string {
 	const maxLen = 32
 	return strings.TrimRight(truncate(accountID, maxLen-1-len(uniqueID)), "-") + "-" + uniqueID
-}
-
-// roleSuffix turns roles/container.developer into container-developer.
-func roleSuffix(role string) string {
-	return strings.ReplaceAll(strings.TrimPrefix(role, "roles/"), ".", "-")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

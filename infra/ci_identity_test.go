@@ -9,11 +9,12 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/config"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
-func declareCIIdentity(t *testing.T, ci config.CI) (*mocktest.Mocks, map[string]string) {
+// declareCIIdentity declares the identity args describe, pushing to the
+// test repository.
+func declareCIIdentity(t *testing.T, args CIIdentityArgs) (*mocktest.Mocks, map[string]string) {
 	t.Helper()
 	got := map[string]string{}
 	mocks := declare(t, func(ctx *pulumi.Context) error {
@@ -21,7 +22,8 @@ func declareCIIdentity(t *testing.T, ci config.CI) (*mocktest.Mocks, map[string]
 		if err != nil {
 			return err
 		}
-		identity, err := NewCIIdentity(ctx, "ci", &CIIdentityArgs{Project: testProject, CI: ci, Repository: repo})
+		args.Repository = repo
+		identity, err := NewCIIdentity(ctx, "ci", &args)
 		if err != nil {
 			return err
 		}
@@ -38,13 +40,13 @@ func declareCIIdentity(t *testing.T, ci config.CI) (*mocktest.Mocks, map[string]
 }
 
 var (
-	githubCI = config.CI{
-		ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview",
-		Platform: config.CIGitHub, Repository: "acme/planets", RepositoryID: "123456789", DefaultBranch: "main",
+	githubCI = CIIdentityArgs{
+		Project: testProject, ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview",
+		Platform: CIGitHub, SourceRepository: "acme/planets", SourceRepositoryID: "123456789", DefaultBranch: "main",
 	}
-	gitlabCI = config.CI{
-		ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview",
-		Platform: config.CIGitLab, Repository: "data-science/planets", RepositoryID: "42", DefaultBranch: "main",
+	gitlabCI = CIIdentityArgs{
+		Project: testProject, ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview",
+		Platform: CIGitLab, SourceRepository: "data-science/planets", SourceRepositoryID: "42", DefaultBranch: "main",
 		GitLabURL: "https://gitlab.example.com",
 	}
 	deployEmail  = "mlops-ci@" + testProject + ".iam.gserviceaccount.com"
@@ -280,7 +282,7 @@ func TestCIIdentityOnlyTheDefaultBranchDeploys(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		ci   config.CI
+		ci   CIIdentityArgs
 		tok  token
 		want []string // nil: refused by the attribute condition
 	}{
@@ -380,7 +382,7 @@ func TestCIIdentityForGitLabTrustsTheInstanceAndProject(t *testing.T) {
 }
 
 func TestCIIdentityWithoutFederationHasNoPool(t *testing.T) {
-	mocks, got := declareCIIdentity(t, config.CI{ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview", Platform: config.CINone})
+	mocks, got := declareCIIdentity(t, CIIdentityArgs{Project: testProject, ServiceAccountID: "mlops-ci", PreviewServiceAccountID: "mlops-preview", Platform: CINone})
 	for _, typ := range []string{
 		"gcp:iam/workloadIdentityPool:WorkloadIdentityPool",
 		"gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider",

@@ -8,7 +8,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
 func declareDeployAccess(t *testing.T) *mocktest.Mocks {

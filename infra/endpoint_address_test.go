@@ -5,7 +5,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
 func declareAddress(t *testing.T, mocks *mocktest.Mocks, existing string) string {
@@ -69,9 +69,9 @@ func TestEndpointAddressNamesFollowGCERules(t *testing.T) {
 func TestAStaticAddressGoesToTheLoadBalancer(t *testing.T) {
 	var endpoint string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
-		svc, err := NewModelService(ctx, "model-service", &ModelServiceArgs{
-			Serve: devService, Image: pulumi.String(testImage), Fingerprint: "f00d", LoadBalancerIP: pulumi.String("34.65.1.2"),
-		})
+		args := devService
+		args.Image, args.Fingerprint, args.LoadBalancerIP = pulumi.String(testImage), pulumi.String("f00d"), pulumi.String("34.65.1.2")
+		svc, err := NewModelService(ctx, "model-service", &args)
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,6 @@ import (
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-
-	"github.com/planets-mlops/deploy/internal/config"
 )
 
 // NodeProjectRoles are what a node needs and no more: write logs and
@@ -40,9 +38,40 @@ type GKECluster struct {
 
 // GKEClusterArgs are the inputs of GKECluster.
 type GKEClusterArgs struct {
-	GCP config.GCP
+	// Project holds the cluster and the nodes' service account.
+	Project string
+	// ClusterName names the cluster (a letter first, at most 40
+	// characters) and, cut short, the nodes' account.
+	ClusterName string
+	// Zone is where a Standard cluster and its node pool are; Region is
+	// where an Autopilot cluster is, Autopilot being regional.
+	Zone, Region string
+	// Autopilot declares an Autopilot cluster, which manages its nodes:
+	// MachineType, NodeCount and NodeAutoscaling are then not used.
+	Autopilot bool
+	// MachineType and NodeCount are the node pool's machines and size.
+	MachineType string
+	NodeCount   int
+	// NodeAutoscaling lets the cluster autoscaler size the node pool; nil
+	// keeps it at NodeCount.
+	NodeAutoscaling *NodeAutoscaling
+	// ReleaseChannel is the GKE release channel: RAPID, REGULAR, STABLE or
+	// EXTENDED.
+	ReleaseChannel string
+	// DeletionProtection refuses to delete the cluster.
+	DeletionProtection bool
+	// DetachClusterIdentifier declares the Kubernetes provider without a
+	// clusterIdentifier: the first of the two `up`s that move a stack from
+	// an older identifier to ClusterIdentifier's without replacing the
+	// workloads (README).
+	DetachClusterIdentifier bool
 	// Repository is where the nodes pull the model image from.
 	Repository *artifactregistry.Repository
+}
+
+// NodeAutoscaling bounds the node pool the cluster autoscaler sizes.
+type NodeAutoscaling struct {
+	MinNodes, MaxNodes int
 }
 
 // NewGKECluster declares a zonal cluster with a managed node pool, or an
@@ -53,12 +82,11 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		return nil, err
 	}
 	parent := pulumi.Parent(c)
-	gcp := args.GCP
 
 	nodes, err := serviceaccount.NewAccount(ctx, name+"-nodes", &serviceaccount.AccountArgs{
-		Project:     pulumi.String(gcp.Project),
-		AccountId:   pulumi.String(nodeAccountID(gcp.ClusterName)),
-		DisplayName: pulumi.String("GKE nodes of " + gcp.ClusterName),
+		Project:     pulumi.String(args.Project),
+		AccountId:   pulumi.String(nodeAccountID(args.ClusterName)),
+		DisplayName: pulumi.String("GKE nodes of " + args.ClusterName),
 	}, parent)
 	if err != nil {
 		return nil, err
@@ -67,7 +95,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	var nodeGrants []pulumi.Resource
 	for _, role := range NodeProjectRoles {
 		grant, err := projects.NewIAMMember(ctx, name+"-nodes-"+roleSuffix(role), &projects.IAMMemberArgs{
-			Project: pulumi.String(gcp.Project),
+			Project: pulumi.String(args.Project),
 			Role:    pulumi.String(role),
 			Member:  nodes.Member,
 		}, parent)
@@ -77,7 +105,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		nodeGrants = append(nodeGrants, grant)
 	}
 	pull, err := artifactregistry.NewRepositoryIamMember(ctx, name+"-nodes-registry-reader", &artifactregistry.RepositoryIamMemberArgs{
-		Project:    pulumi.String(gcp.Project),
+		Project:    pulumi.String(args.Project),
 		Location:   args.Repository.Location,
 		Repository: args.Repository.Name,
 		Role:       pulumi.String(nodeRegistryRole),
@@ -89,15 +117,15 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	nodeGrants = append(nodeGrants, pull)
 
 	clusterArgs := &container.ClusterArgs{
-		Project:            pulumi.String(gcp.Project),
-		Name:               pulumi.String(gcp.ClusterName),
-		ReleaseChannel:     &container.ClusterReleaseChannelArgs{Channel: pulumi.String(gcp.ReleaseChannel)},
-		DeletionProtection: pulumi.Bool(gcp.DeletionProtection),
+		Project:            pulumi.String(args.Project),
+		Name:               pulumi.String(args.ClusterName),
+		ReleaseChannel:     &container.ClusterReleaseChannelArgs{Channel: pulumi.String(args.ReleaseChannel)},
+		DeletionProtection: pulumi.Bool(args.DeletionProtection),
 		WorkloadIdentityConfig: &container.ClusterWorkloadIdentityConfigArgs{
-			WorkloadPool: pulumi.String(gcp.Project + ".svc.id.goog"),
+			WorkloadPool: pulumi.String(args.Project + ".svc.id.goog"),
 		},
 	}
-	location := gcp.Zone
+	location := args.Zone
 	clusterOpts := []pulumi.ResourceOption{
 		parent, pulumi.DependsOn(nodeGrants),
 		// A cluster name is unique in its location, so a replacement in the
@@ -106,10 +134,10 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		// while the old cluster still answers) before the cluster.
 		pulumi.DeleteBeforeReplace(true),
 	}
-	if gcp.Autopilot {
+	if args.Autopilot {
 		// Autopilot is regional and manages nodes itself; it still runs them
 		// as our minimal account rather than the default compute account.
-		location = gcp.Region
+		location = args.Region
 		clusterArgs.EnableAutopilot = pulumi.Bool(true)
 		clusterArgs.ClusterAutoscaling = &container.ClusterClusterAutoscalingArgs{
 			AutoProvisioningDefaults: &container.ClusterClusterAutoscalingAutoProvisioningDefaultsArgs{
@@ -148,31 +176,31 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 	c.Cluster = cluster
 
 	ready := []pulumi.Resource{cluster}
-	if !gcp.Autopilot {
+	if !args.Autopilot {
 		poolOpts := []pulumi.ResourceOption{parent}
 		var autoscaling *container.NodePoolAutoscalingArgs
-		if gcp.NodeAutoscaling {
+		if args.NodeAutoscaling != nil {
 			// The cluster autoscaler owns the size: nodeCount only sizes a
 			// new pool, later `up`s must not set it back. The cluster is
 			// zonal, so the per-zone bounds are the pool's bounds.
 			autoscaling = &container.NodePoolAutoscalingArgs{
-				MinNodeCount: pulumi.Int(gcp.MinNodes),
-				MaxNodeCount: pulumi.Int(gcp.MaxNodes),
+				MinNodeCount: pulumi.Int(args.NodeAutoscaling.MinNodes),
+				MaxNodeCount: pulumi.Int(args.NodeAutoscaling.MaxNodes),
 			}
 			poolOpts = append(poolOpts, pulumi.IgnoreChanges([]string{"nodeCount"}))
 		}
 		pool, err := container.NewNodePool(ctx, name+"-pool", &container.NodePoolArgs{
-			Project:     pulumi.String(gcp.Project),
+			Project:     pulumi.String(args.Project),
 			Cluster:     cluster.Name,
 			Location:    pulumi.String(location),
-			NodeCount:   pulumi.Int(gcp.NodeCount),
+			NodeCount:   pulumi.Int(args.NodeCount),
 			Autoscaling: autoscaling,
 			Management: &container.NodePoolManagementArgs{
 				AutoRepair:  pulumi.Bool(true),
 				AutoUpgrade: pulumi.Bool(true),
 			},
 			NodeConfig: &container.NodePoolNodeConfigArgs{
-				MachineType:    pulumi.String(gcp.MachineType),
+				MachineType:    pulumi.String(args.MachineType),
 				DiskSizeGb:     pulumi.Int(30), // the image is small; 100 GB default costs for nothing
 				DiskType:       pulumi.String("pd-balanced"),
 				ServiceAccount: nodes.Email,
@@ -191,7 +219,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		ready = append(ready, pool)
 	}
 
-	contextName := fmt.Sprintf("gke_%s_%s_%s", gcp.Project, location, gcp.ClusterName)
+	contextName := fmt.Sprintf("gke_%s_%s_%s", args.Project, location, args.ClusterName)
 	ca := cluster.MasterAuth.ClusterCaCertificate().Elem()
 	c.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Endpoint, ca).ApplyT(
 		func(v []any) (string, error) {
@@ -199,7 +227,7 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 		})).(pulumi.StringOutput)
 
 	providerArgs := &kubernetes.ProviderArgs{Kubeconfig: c.Kubeconfig}
-	if !gcp.DetachClusterIdentifier {
+	if !args.DetachClusterIdentifier {
 		// The kubeconfig is unknown in a preview while the cluster changes
 		// at all; the identifier stays known unless the cluster is a
 		// different one, so an update of the cluster replaces nothing.

@@ -8,11 +8,10 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/planets-mlops/deploy/internal/config"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
-func declareCluster(t *testing.T, gcp config.GCP) (*mocktest.Mocks, string) {
+func declareCluster(t *testing.T, args GKEClusterArgs) (*mocktest.Mocks, string) {
 	t.Helper()
 	var kubeconfig string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
@@ -20,7 +19,7 @@ func declareCluster(t *testing.T, gcp config.GCP) (*mocktest.Mocks, string) {
 		if err != nil {
 			return err
 		}
-		cluster, err := NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: gcp, Repository: repo})
+		cluster, err := NewGKECluster(ctx, "cluster", withRepository(args, repo))
 		if err != nil {
 			return err
 		}
@@ -34,7 +33,7 @@ func declareCluster(t *testing.T, gcp config.GCP) (*mocktest.Mocks, string) {
 }
 
 func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
-	mocks, _ := declareCluster(t, devGCP)
+	mocks, _ := declareCluster(t, devCluster)
 	cluster := mocks.One(t, "gcp:container/cluster:Cluster")
 	for path, want := range map[string]string{
 		"name": "mlops-kubernetes", "location": "europe-west6-a", "project": testProject,
@@ -96,7 +95,7 @@ func TestGKEClusterIsZonalWithAManagedPoolOfMinimalNodes(t *testing.T) {
 }
 
 func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
-	mocks, kubeconfig := declareCluster(t, devGCP)
+	mocks, kubeconfig := declareCluster(t, devCluster)
 	provider := mocks.One(t, "pulumi:providers:kubernetes")
 	if got, want := provider.Str("clusterIdentifier"), mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a"); got != want {
 		t.Errorf("clusterIdentifier = %q, want the cluster's DNS endpoint %q", got, want)
@@ -126,9 +125,9 @@ func TestGKEClusterProviderIsNotReplacedOnUnknownKubeconfig(t *testing.T) {
 }
 
 func TestGKENodeAutoscalingLeavesThePoolSizeToTheAutoscaler(t *testing.T) {
-	gcp := devGCP
-	gcp.NodeAutoscaling, gcp.MinNodes, gcp.MaxNodes = true, 1, 5
-	mocks, _ := declareCluster(t, gcp)
+	args := devCluster
+	args.NodeAutoscaling = &NodeAutoscaling{MinNodes: 1, MaxNodes: 5}
+	mocks, _ := declareCluster(t, args)
 	pool := mocks.One(t, "gcp:container/nodePool:NodePool")
 	if lo, hi := pool.Input("autoscaling.minNodeCount").NumberValue(), pool.Input("autoscaling.maxNodeCount").NumberValue(); lo != 1 || hi != 5 {
 		t.Errorf("node pool autoscaling %v..%v, want 1..5", lo, hi)
@@ -140,9 +139,9 @@ func TestGKENodeAutoscalingLeavesThePoolSizeToTheAutoscaler(t *testing.T) {
 }
 
 func TestGKEAutopilotIsRegionalWithoutANodePool(t *testing.T) {
-	gcp := devGCP
-	gcp.Autopilot = true
-	mocks, _ := declareCluster(t, gcp)
+	args := devCluster
+	args.Autopilot = true
+	mocks, _ := declareCluster(t, args)
 	cluster := mocks.One(t, "gcp:container/cluster:Cluster")
 	if !cluster.Input("enableAutopilot").BoolValue() || cluster.Str("location") != "europe-west6" {
 		t.Errorf("autopilot %v in %q", cluster.Input("enableAutopilot"), cluster.Str("location"))
@@ -161,7 +160,7 @@ func TestGKEAutopilotIsRegionalWithoutANodePool(t *testing.T) {
 // clusterAs declares the dev cluster as GKE reports it: with this CA,
 // endpoint address and DNS endpoint. It returns the provider's
 // clusterIdentifier input ("" when there is none) and the kubeconfig.
-func clusterAs(t *testing.T, gcp config.GCP, ca, ip, dns string) (identifier, kubeconfig string) {
+func clusterAs(t *testing.T, args GKEClusterArgs, ca, ip, dns string) (identifier, kubeconfig string) {
 	t.Helper()
 	mocks := &mocktest.Mocks{Reported: map[string]map[string]any{
 		mocktest.Key("gcp:container/cluster:Cluster", "cluster"): {
@@ -174,7 +173,7 @@ func clusterAs(t *testing.T, gcp config.GCP, ca, ip, dns string) (identifier, ku
 		if err != nil {
 			return err
 		}
-		cluster, err := NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: gcp, Repository: repo})
+		cluster, err := NewGKECluster(ctx, "cluster", withRepository(args, repo))
 		if err != nil {
 			return err
 		}
@@ -209,18 +208,18 @@ func TestClusterIdentifierSurvivesRotationsAndFollowsANewCluster(t *testing.T) {
 		ipAfter  = "34.65.10.99"
 	)
 	dns := mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a")
-	before, kubeconfigBefore := clusterAs(t, devGCP, caBefore, ipBefore, dns)
+	before, kubeconfigBefore := clusterAs(t, devCluster, caBefore, ipBefore, dns)
 	if before != dns {
 		t.Fatalf("identifier %q, want the DNS endpoint %q", before, dns)
 	}
-	rotated, kubeconfigRotated := clusterAs(t, devGCP, caAfter, ipAfter, dns)
+	rotated, kubeconfigRotated := clusterAs(t, devCluster, caAfter, ipAfter, dns)
 	if rotated != before {
 		t.Errorf("rotated CA and IP, same cluster: identifier %q -> %q, which replaces the provider and every workload", before, rotated)
 	}
 	if kubeconfigRotated == kubeconfigBefore || !strings.Contains(kubeconfigRotated, ipAfter) {
 		t.Errorf("the kubeconfig does not follow the rotation (new address %s)", ipAfter)
 	}
-	recreated, _ := clusterAs(t, devGCP, caAfter, ipBefore, "gke-0123456789abcdef0123456789abcdef-"+mocktest.ProjectNumber+".europe-west6-a.gke.goog")
+	recreated, _ := clusterAs(t, devCluster, caAfter, ipBefore, "gke-0123456789abcdef0123456789abcdef-"+mocktest.ProjectNumber+".europe-west6-a.gke.goog")
 	if recreated == before {
 		t.Errorf("a re-created cluster keeps the identifier %q: its workloads would stay in the state only", before)
 	}
@@ -230,9 +229,9 @@ func TestClusterIdentifierSurvivesRotationsAndFollowsANewCluster(t *testing.T) {
 // the CA-based identifier removes it (the provider updates in place: it
 // only replaces on a changed value), the second adds the DNS endpoint.
 func TestDetachClusterIdentifierDeclaresNone(t *testing.T) {
-	gcp := devGCP
-	gcp.DetachClusterIdentifier = true
-	identifier, kubeconfig := clusterAs(t, gcp, mocktest.ClusterCA, mocktest.ClusterIP, mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a"))
+	args := devCluster
+	args.DetachClusterIdentifier = true
+	identifier, kubeconfig := clusterAs(t, args, mocktest.ClusterCA, mocktest.ClusterIP, mocktest.ClusterDNSEndpoint("mlops-kubernetes", "europe-west6-a"))
 	if identifier != "" {
 		t.Errorf("detached, yet clusterIdentifier %q", identifier)
 	}
@@ -253,7 +252,7 @@ func TestClusterIdentifierNeedsTheDNSEndpoint(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: devGCP, Repository: repo})
+		_, err = NewGKECluster(ctx, "cluster", withRepository(devCluster, repo))
 		return err
 	}, map[string]string{})
 	if err == nil || !strings.Contains(err.Error(), "reports no DNS endpoint") || !strings.Contains(err.Error(), "pulumi refresh") {

@@ -7,8 +7,7 @@ import (
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/config"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
 const testProject = "planets-mlops-dev"
@@ -43,10 +42,19 @@ func resolve[T any](t *testing.T, out pulumi.Output) T {
 	return (<-ch).(T)
 }
 
-var devGCP = config.GCP{
+// devCluster is the cluster of the dev stack (Pulumi.yaml's defaults and
+// Pulumi.dev.yaml) as internal/program maps it, less the repository, which
+// a test declares (testRepository) and gives it with withRepository.
+var devCluster = GKEClusterArgs{
 	Project: testProject, Region: "europe-west6", Zone: "europe-west6-a",
 	ClusterName: "mlops-kubernetes", MachineType: "e2-standard-2", NodeCount: 2,
-	ReleaseChannel: "REGULAR", RepositoryID: "mlops", KeepImages: 10,
+	ReleaseChannel: "REGULAR",
+}
+
+// withRepository is the cluster args pulling from repo.
+func withRepository(args GKEClusterArgs, repo *artifactregistry.Repository) *GKEClusterArgs {
+	args.Repository = repo
+	return &args
 }
 
 // testRepository is a model repository for components that grant on one.

@@ -9,8 +9,9 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/localcluster"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/localcloud/cluster"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
 func TestKubernetesVersionsOlderThan130AreRefused(t *testing.T) {
@@ -47,7 +48,7 @@ func TestAPreviewAgainstAnOldGKEClusterFails(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			cluster, err := NewGKECluster(ctx, "cluster", &GKEClusterArgs{GCP: devGCP, Repository: repo})
+			cluster, err := NewGKECluster(ctx, "cluster", withRepository(devCluster, repo))
 			if err != nil {
 				return err
 			}
@@ -92,10 +93,9 @@ func TestAnExistingClusterOlderThan130IsRefused(t *testing.T) {
 // The real API server (the local control plane, the version hack/toolchain.sh
 // pins) reports a version the check reads and accepts.
 func TestTheLocalControlPlanePassesTheVersionCheck(t *testing.T) {
-	bin := localcluster.ToolchainBin(t)
-	cluster := localcluster.StartForTest(t.Context(), t, localcluster.Options{BinDir: bin})
-	kubeconfig := string(cluster.Kubeconfig)
-	got, err := ServerVersion(&kubeconfig, localcluster.ContextName)
+	local := fixture.Cluster(t.Context(), t, cluster.Options{})
+	kubeconfig := string(local.Kubeconfig)
+	got, err := ServerVersion(&kubeconfig, cluster.ContextName)
 	if err != nil {
 		t.Fatalf("reading the version of the local API server: %v", err)
 	}

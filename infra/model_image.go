@@ -1,19 +1,16 @@
 package infra
 
 import (
-	"context"
-	"fmt"
 	"path/filepath"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/config"
 	"github.com/planets-mlops/deploy/internal/fingerprint"
 )
 
 // ModelImage is the model server's image, tagged with the model fingerprint
-// and pushed, or a prebuilt image given in config.
+// and pushed, or a prebuilt image pinned by digest.
 //
 // The fingerprint alone decides whether the image is rebuilt. pulumi-docker's
 // Image hashes its build context itself, permission bits included, in its
@@ -26,11 +23,19 @@ type ModelImage struct {
 
 	// Ref is the image pinned by digest, name@sha256:...
 	Ref pulumi.StringOutput
+	// Fingerprint is the model's: the pods carry it, the stack exports it.
+	Fingerprint pulumi.StringOutput
 }
 
 // ModelImageArgs are the inputs of ModelImage.
 type ModelImageArgs struct {
-	Model config.Model
+	// Model is the build context, read and fingerprinted once before
+	// anything is declared (fingerprint.Read); its Inputs' platform is the
+	// build's.
+	Model *fingerprint.Context
+	// Prebuilt is an image pinned by digest to run instead of building
+	// Model; "" builds.
+	Prebuilt string
 	// Name is the image's name inside the repository.
 	Name string
 	// Repository is where the image is pushed, such as
@@ -67,17 +72,14 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 		return nil, err
 	}
 
-	if args.Model.Image != "" {
-		c.Ref = pulumi.String(args.Model.Image).ToStringOutput()
+	c.Fingerprint = pulumi.String(args.Model.Fingerprint).ToStringOutput()
+	if args.Prebuilt != "" {
+		c.Ref = pulumi.String(args.Prebuilt).ToStringOutput()
 		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"ref": c.Ref})
 	}
 
-	staged, err := fingerprint.Stage(context.Background(), args.Model.Dir, filepath.Join(args.ProjectRoot, args.StagingDir), args.Model.BuildInputs(), args.Model.Fingerprint)
-	if err != nil {
+	if err := args.Model.Stage(filepath.Join(args.ProjectRoot, args.StagingDir)); err != nil {
 		return nil, err
-	}
-	if staged != args.Model.Fingerprint {
-		return nil, fmt.Errorf("model directory %s changed while the program ran (fingerprint %s, then %s); run again", args.Model.Dir, args.Model.Fingerprint, staged)
 	}
 
 	image, err := docker.NewImage(ctx, name, &docker.ImageArgs{
@@ -85,7 +87,7 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 		Build: &docker.DockerBuildArgs{
 			Context:        pulumi.String(filepath.ToSlash(args.StagingDir)),
 			Dockerfile:     pulumi.String(filepath.ToSlash(filepath.Join(args.StagingDir, "Dockerfile"))),
-			Platform:       pulumi.String(args.Model.Platform),
+			Platform:       pulumi.String(args.Model.Inputs.Platform),
 			BuilderVersion: docker.BuilderVersionBuilderBuildKit,
 		},
 		Registry: registryLogin(args),

@@ -9,13 +9,13 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/config"
 	"github.com/planets-mlops/deploy/internal/fingerprint"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
-// testModel is a small build context and its fingerprint.
-func testModel(t *testing.T) config.Model {
+// testModel is a small build context, read and fingerprinted as the
+// program reads the model.
+func testModel(t *testing.T) *fingerprint.Context {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range map[string]string{"Dockerfile": "FROM scratch\nCOPY model.onnx /\n", "model.onnx": "weights"} {
@@ -23,24 +23,24 @@ func testModel(t *testing.T) config.Model {
 			t.Fatal(err)
 		}
 	}
-	m := config.Model{Dir: dir, Platform: "linux/amd64"}
-	fp, err := fingerprint.Compute(context.Background(), dir, m.BuildInputs())
+	model, err := fingerprint.Read(context.Background(), dir, fingerprint.Inputs{Platform: "linux/amd64"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Fingerprint = fp
-	return m
+	return model
 }
 
-// declareImage declares the image pushed with the docker CLI's credentials
-// (as on GKE), or with a login when login is not nil.
-func declareImage(t *testing.T, model config.Model, login ...string) (*mocktest.Mocks, string) {
+// declareImage declares the image of model pushed with the docker CLI's
+// credentials (as on GKE), or with a login when login is not nil; or,
+// when prebuilt is not "", that image instead.
+func declareImage(t *testing.T, model *fingerprint.Context, prebuilt string, login ...string) (*mocktest.Mocks, string) {
 	t.Helper()
 	t.Chdir(t.TempDir()) // the staging dir is relative to the project
 	var ref string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
 		args := &ModelImageArgs{
 			Model:          model,
+			Prebuilt:       prebuilt,
 			Name:           "planet-classifier",
 			Repository:     pulumi.String("europe-west6-docker.pkg.dev/" + testProject + "/mlops"),
 			RegistryServer: pulumi.String("europe-west6-docker.pkg.dev"),
@@ -61,7 +61,7 @@ func declareImage(t *testing.T, model config.Model, login ...string) (*mocktest.
 
 func TestModelImageIsTaggedWithTheFingerprintAndBuiltFromTheStagedContext(t *testing.T) {
 	model := testModel(t)
-	mocks, ref := declareImage(t, model)
+	mocks, ref := declareImage(t, model, "")
 	requireParented(t, mocks, "mlops:infra:ModelImage")
 	image := mocks.One(t, "docker:index/image:Image")
 	repo := "europe-west6-docker.pkg.dev/" + testProject + "/mlops/planet-classifier"
@@ -86,14 +86,13 @@ func TestModelImageIsTaggedWithTheFingerprintAndBuiltFromTheStagedContext(t *tes
 }
 
 func TestModelImageGivenByDigestBuildsNothing(t *testing.T) {
-	model := testModel(t)
-	model.Image = "registry.example.com/planets@sha256:" + strings.Repeat("ab", 32)
-	mocks, ref := declareImage(t, model)
+	prebuilt := "registry.example.com/planets@sha256:" + strings.Repeat("ab", 32)
+	mocks, ref := declareImage(t, testModel(t), prebuilt)
 	if n := len(mocks.OfType("docker:index/image:Image")); n != 0 {
 		t.Errorf("%d images built although one was given", n)
 	}
-	if ref != model.Image {
-		t.Errorf("Ref = %q, want %q", ref, model.Image)
+	if ref != prebuilt {
+		t.Errorf("Ref = %q, want %q", ref, prebuilt)
 	}
 	if _, err := os.Stat(".build"); !os.IsNotExist(err) {
 		t.Errorf("a build context was staged for a prebuilt image")
@@ -106,7 +105,7 @@ func TestModelImageGivenByDigestBuildsNothing(t *testing.T) {
 // credential helper (provider/image.go getRegistryAuth: no username and
 // password, the CLI config's credentials for the server).
 func TestModelImageWithoutALoginStoresNoCredential(t *testing.T) {
-	mocks, _ := declareImage(t, testModel(t))
+	mocks, _ := declareImage(t, testModel(t), "")
 	registry := mocks.One(t, "docker:index/image:Image").Input("registry")
 	if !registry.IsObject() {
 		t.Fatalf("registry input %v, want the server", registry)
@@ -124,7 +123,7 @@ func TestModelImageWithoutALoginStoresNoCredential(t *testing.T) {
 // registryPassword, if given, is passed on as a secret (encrypted in the
 // state, as the README says).
 func TestModelImageWithALoginKeepsThePasswordSecret(t *testing.T) {
-	mocks, _ := declareImage(t, testModel(t), "robot", "registry-password")
+	mocks, _ := declareImage(t, testModel(t), "", "robot", "registry-password")
 	image := mocks.One(t, "docker:index/image:Image")
 	if image.Str("registry.username") != "robot" || image.Str("registry.password") != "registry-password" {
 		t.Errorf("registry login %q / %q", image.Str("registry.username"), image.Str("registry.password"))

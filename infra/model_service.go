@@ -9,8 +9,6 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-
-	"github.com/planets-mlops/deploy/internal/config"
 )
 
 // FingerprintAnnotation carries the model fingerprint on the pod template: a
@@ -40,16 +38,65 @@ type ModelService struct {
 	Endpoint pulumi.StringOutput
 }
 
+// ServiceType is the Kubernetes Service type in front of the model server.
+type ServiceType string
+
+const (
+	// ServiceLoadBalancer is reached from outside the cluster at the load
+	// balancer's address (on GKE, a public IP).
+	ServiceLoadBalancer ServiceType = "LoadBalancer"
+	// ServiceNodePort is reached at a port of every node.
+	ServiceNodePort ServiceType = "NodePort"
+	// ServiceClusterIP is reached from inside the cluster only.
+	ServiceClusterIP ServiceType = "ClusterIP"
+)
+
 // ModelServiceArgs are the inputs of ModelService.
 type ModelServiceArgs struct {
-	Serve config.Service
+	// Namespace is the model's namespace, which the component creates.
+	Namespace string
+	// Name names the Deployment, the Service, the autoscaler and the
+	// disruption budget, and is their app.kubernetes.io/name label.
+	Name string
+	// Replicas is the fixed number of pods without Autoscaling.
+	Replicas int
+	// Autoscaling lets a HorizontalPodAutoscaler keep the pod count; nil
+	// keeps it at Replicas.
+	Autoscaling *Autoscaling
+	// Resources are the model server container's requests and limits.
+	Resources Resources
+	// ServiceType and Port are the Service's type and port.
+	ServiceType ServiceType
+	Port        int
+	// ProgressDeadlineSeconds bounds a rollout that makes no progress.
+	ProgressDeadlineSeconds int
 	// Image is the model server image pinned by digest.
 	Image pulumi.StringInput
-	// Fingerprint is the model fingerprint.
-	Fingerprint string
+	// Fingerprint is the model fingerprint (ModelImage.Fingerprint).
+	Fingerprint pulumi.StringInput
 	// LoadBalancerIP is a static address reserved for the LoadBalancer
 	// (on GKE, EndpointAddress); nil lets the cloud pick an ephemeral one.
 	LoadBalancerIP pulumi.StringInput
+}
+
+// Autoscaling is how the HorizontalPodAutoscaler sizes the Deployment.
+type Autoscaling struct {
+	// MinReplicas and MaxReplicas bound the pod count.
+	MinReplicas, MaxReplicas int
+	// TargetCPUUtilization is the average CPU use, in percent of the CPU
+	// request, the autoscaler keeps the pods at.
+	TargetCPUUtilization int
+	// ScaleDownStabilizationSeconds is how long the autoscaler remembers
+	// its highest recommendation before it removes pods, so that a bursty
+	// load does not make it flap.
+	ScaleDownStabilizationSeconds int
+}
+
+// Resources are the model server container's CPU and memory, each a
+// Kubernetes quantity such as 250m, 1, 128Mi or 1Gi.
+type Resources struct {
+	CPURequest, CPULimit       string
+	MemoryRequest, MemoryLimit string
 }
 
 // NewModelService declares the workload. Pass the cluster's provider with
@@ -60,11 +107,10 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		return nil, err
 	}
 	parent := pulumi.Parent(c)
-	s := args.Serve
 
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name: pulumi.String(s.Namespace),
+			Name: pulumi.String(args.Namespace),
 			// The model server needs nothing a restricted pod cannot have.
 			Labels: pulumi.StringMap{"pod-security.kubernetes.io/enforce": pulumi.String("restricted")},
 		},
@@ -75,12 +121,12 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	c.Namespace = ns
 
 	labels := pulumi.StringMap{
-		"app.kubernetes.io/name":       pulumi.String(s.AppName),
+		"app.kubernetes.io/name":       pulumi.String(args.Name),
 		"app.kubernetes.io/component":  pulumi.String("model-server"),
 		"app.kubernetes.io/managed-by": pulumi.String("pulumi"),
 	}
-	selector := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.AppName)}
-	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(s.AppName), Namespace: ns.Metadata.Name(), Labels: labels}
+	selector := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(args.Name)}
+	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(args.Name), Namespace: ns.Metadata.Name(), Labels: labels}
 
 	// With autoscaling, the Deployment leaves spec.replicas out: the
 	// provider applies server-side, and a field this program does not send
@@ -93,8 +139,8 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	// at Kubernetes' default of 1 and the autoscaler raises it to
 	// MinReplicas at once.
 	var replicas pulumi.IntPtrInput
-	if !s.Autoscaling {
-		replicas = pulumi.Int(s.Replicas)
+	if args.Autoscaling == nil {
+		replicas = pulumi.Int(args.Replicas)
 	}
 	c.Deployment, err = appsv1.NewDeployment(ctx, name, &appsv1.DeploymentArgs{
 		Metadata: metadata,
@@ -103,7 +149,7 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 			RevisionHistoryLimit: pulumi.Int(5),
 			// A model that never becomes ready fails the update after this,
 			// while the old pods keep serving.
-			ProgressDeadlineSeconds: pulumi.Int(s.ProgressDeadlineSeconds),
+			ProgressDeadlineSeconds: pulumi.Int(args.ProgressDeadlineSeconds),
 			MinReadySeconds:         pulumi.Int(5),
 			Selector:                &metav1.LabelSelectorArgs{MatchLabels: selector},
 			Strategy: &appsv1.DeploymentStrategyArgs{
@@ -118,27 +164,27 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 			Template: &corev1.PodTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels:      labels,
-					Annotations: pulumi.StringMap{FingerprintAnnotation: pulumi.String(args.Fingerprint)},
+					Annotations: pulumi.StringMap{FingerprintAnnotation: args.Fingerprint},
 				},
-				Spec: podSpec(s, args.Image),
+				Spec: podSpec(args),
 			},
 		},
-	}, parent, pulumi.Timeouts(rolloutTimeouts(s.ProgressDeadlineSeconds)))
+	}, parent, pulumi.Timeouts(rolloutTimeouts(args.ProgressDeadlineSeconds)))
 	if err != nil {
 		return nil, err
 	}
 
 	serviceSpec := &corev1.ServiceSpecArgs{
-		Type:     pulumi.String(s.Type),
+		Type:     pulumi.String(string(args.ServiceType)),
 		Selector: selector,
 		Ports: corev1.ServicePortArray{&corev1.ServicePortArgs{
 			Name:       pulumi.String("http"),
-			Port:       pulumi.Int(s.Port),
+			Port:       pulumi.Int(args.Port),
 			TargetPort: pulumi.String("http"),
 			Protocol:   pulumi.String("TCP"),
 		}},
 	}
-	if s.Type == "LoadBalancer" && args.LoadBalancerIP != nil {
+	if args.ServiceType == ServiceLoadBalancer && args.LoadBalancerIP != nil {
 		// Deprecated upstream in favour of per-implementation annotations,
 		// but it is how GKE's external passthrough load balancer takes a
 		// reserved regional address, and the address outlives the Service.
@@ -152,10 +198,10 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		return nil, err
 	}
 
-	if s.Autoscaling {
+	if args.Autoscaling != nil {
 		if _, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name, &autoscalingv2.HorizontalPodAutoscalerArgs{
 			Metadata: metadata,
-			Spec:     autoscalerSpec(s, c.Deployment.Metadata.Name().Elem()),
+			Spec:     autoscalerSpec(args.Autoscaling, c.Deployment.Metadata.Name().Elem()),
 		}, parent); err != nil {
 			return nil, err
 		}
@@ -166,9 +212,9 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 	// keeps it right at any count the autoscaler picks: at MinReplicas a
 	// drain takes one pod at a time, as without autoscaling, and when
 	// scaled out under load it still takes only one.
-	floor := s.Replicas
-	if s.Autoscaling {
-		floor = s.MinReplicas
+	floor := args.Replicas
+	if args.Autoscaling != nil {
+		floor = args.Autoscaling.MinReplicas
 	}
 	if floor > 1 {
 		if _, err := policyv1.NewPodDisruptionBudget(ctx, name, &policyv1.PodDisruptionBudgetArgs{
@@ -182,11 +228,11 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 		}
 	}
 
-	if s.Type == "LoadBalancer" {
+	if args.ServiceType == ServiceLoadBalancer {
 		ingress := c.Service.Status.LoadBalancer().Ingress().Index(pulumi.Int(0))
-		c.Endpoint = pulumi.Sprintf("http://%s:%d", ingress.Ip().Elem(), s.Port)
+		c.Endpoint = pulumi.Sprintf("http://%s:%d", ingress.Ip().Elem(), args.Port)
 	} else {
-		c.Endpoint = pulumi.Sprintf("http://%s.%s.svc.cluster.local:%d", s.AppName, s.Namespace, s.Port)
+		c.Endpoint = pulumi.Sprintf("http://%s.%s.svc.cluster.local:%d", args.Name, args.Namespace, args.Port)
 	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint})
 }
@@ -195,28 +241,28 @@ func NewModelService(ctx *pulumi.Context, name string, args *ModelServiceArgs, o
 // and MaxReplicas pods at the target CPU use. Scale-up uses Kubernetes'
 // defaults (no stabilisation: a load gets pods as soon as it is measured);
 // scale-down waits out the stabilisation window.
-func autoscalerSpec(s config.Service, deployment pulumi.StringInput) *autoscalingv2.HorizontalPodAutoscalerSpecArgs {
+func autoscalerSpec(a *Autoscaling, deployment pulumi.StringInput) *autoscalingv2.HorizontalPodAutoscalerSpecArgs {
 	return &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
 		ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
 			ApiVersion: pulumi.String("apps/v1"),
 			Kind:       pulumi.String("Deployment"),
 			Name:       deployment,
 		},
-		MinReplicas: pulumi.Int(s.MinReplicas),
-		MaxReplicas: pulumi.Int(s.MaxReplicas),
+		MinReplicas: pulumi.Int(a.MinReplicas),
+		MaxReplicas: pulumi.Int(a.MaxReplicas),
 		Metrics: autoscalingv2.MetricSpecArray{&autoscalingv2.MetricSpecArgs{
 			Type: pulumi.String("Resource"),
 			Resource: &autoscalingv2.ResourceMetricSourceArgs{
 				Name: pulumi.String("cpu"),
 				Target: &autoscalingv2.MetricTargetArgs{
 					Type:               pulumi.String("Utilization"),
-					AverageUtilization: pulumi.Int(s.TargetCPUUtilization),
+					AverageUtilization: pulumi.Int(a.TargetCPUUtilization),
 				},
 			},
 		}},
 		Behavior: &autoscalingv2.HorizontalPodAutoscalerBehaviorArgs{
 			ScaleDown: &autoscalingv2.HPAScalingRulesArgs{
-				StabilizationWindowSeconds: pulumi.Int(s.ScaleDownStabilizationSeconds),
+				StabilizationWindowSeconds: pulumi.Int(a.ScaleDownStabilizationSeconds),
 			},
 		},
 	}
@@ -253,8 +299,9 @@ type ProbeBudget struct {
 	PeriodSeconds, FailureThreshold, TimeoutSeconds int
 }
 
-// Restrictions are the model server's restrictions for the service config s.
-func Restrictions(s config.Service) ServerRestrictions {
+// Restrictions are the model server's restrictions with the container
+// resources r (of which only the limits restrict).
+func Restrictions(r Resources) ServerRestrictions {
 	return ServerRestrictions{
 		UID:                          nonRootUID,
 		GID:                          nonRootUID,
@@ -263,8 +310,8 @@ func Restrictions(s config.Service) ServerRestrictions {
 		DropCapabilities:             []string{"ALL"},
 		SeccompProfile:               "RuntimeDefault",
 		AutomountServiceAccountToken: false,
-		CPULimit:                     s.CPULimit,
-		MemoryLimit:                  s.MemoryLimit,
+		CPULimit:                     r.CPULimit,
+		MemoryLimit:                  r.MemoryLimit,
 		Port:                         serverPort,
 		// Startup allows a slow model two minutes to load.
 		StartupProbe: ProbeBudget{Path: "/readyz", PeriodSeconds: 2, FailureThreshold: 60, TimeoutSeconds: 2},
@@ -282,8 +329,8 @@ func rolloutTimeouts(progressDeadlineSeconds int) *pulumi.CustomTimeouts {
 }
 
 // podSpec is the model server's pod: hardened, probed, bounded.
-func podSpec(s config.Service, image pulumi.StringInput) *corev1.PodSpecArgs {
-	r := Restrictions(s)
+func podSpec(args *ModelServiceArgs) *corev1.PodSpecArgs {
+	r := Restrictions(args.Resources)
 	return &corev1.PodSpecArgs{
 		// The server calls no Kubernetes API: no token to steal.
 		AutomountServiceAccountToken: pulumi.Bool(r.AutomountServiceAccountToken),
@@ -302,17 +349,17 @@ func podSpec(s config.Service, image pulumi.StringInput) *corev1.PodSpecArgs {
 			MaxSkew:           pulumi.Int(1),
 			TopologyKey:       pulumi.String("kubernetes.io/hostname"),
 			WhenUnsatisfiable: pulumi.String("ScheduleAnyway"),
-			LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.AppName)}},
+			LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(args.Name)}},
 		}},
 		Containers: corev1.ContainerArray{&corev1.ContainerArgs{
 			Name:            pulumi.String("model-server"),
-			Image:           image,
+			Image:           args.Image,
 			ImagePullPolicy: pulumi.String("IfNotPresent"),
 			Ports: corev1.ContainerPortArray{&corev1.ContainerPortArgs{
 				Name: pulumi.String("http"), ContainerPort: pulumi.Int(r.Port), Protocol: pulumi.String("TCP"),
 			}},
 			Resources: &corev1.ResourceRequirementsArgs{
-				Requests: pulumi.StringMap{"cpu": pulumi.String(s.CPURequest), "memory": pulumi.String(s.MemoryRequest)},
+				Requests: pulumi.StringMap{"cpu": pulumi.String(args.Resources.CPURequest), "memory": pulumi.String(args.Resources.MemoryRequest)},
 				Limits:   pulumi.StringMap{"cpu": pulumi.String(r.CPULimit), "memory": pulumi.String(r.MemoryLimit)},
 			},
 			// After startup, readiness takes a pod out of the Service and

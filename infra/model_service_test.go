@@ -4,24 +4,30 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	k8scorev1 "k8s.io/api/core/v1"
 
-	"github.com/planets-mlops/deploy/internal/config"
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
 const testImage = "europe-west6-docker.pkg.dev/planets-mlops-dev/mlops/planet-classifier@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-var devService = config.Service{
-	Namespace: "live", AppName: "planet-classifier", Replicas: 2,
-	CPURequest: "250m", CPULimit: "1", MemoryRequest: "128Mi", MemoryLimit: "256Mi",
-	Type: "LoadBalancer", Port: 8080,
+// devService is the model service of the dev stack (Pulumi.yaml's
+// defaults) as internal/program maps it, less the image and the
+// fingerprint, which declareService gives it.
+var devService = ModelServiceArgs{
+	Namespace: "live", Name: "planet-classifier", Replicas: 2,
+	Resources:   Resources{CPURequest: "250m", CPULimit: "1", MemoryRequest: "128Mi", MemoryLimit: "256Mi"},
+	ServiceType: ServiceLoadBalancer, Port: 8080, ProgressDeadlineSeconds: 600,
 }
 
-func declareService(t *testing.T, s config.Service) (*mocktest.Mocks, string) {
+// declareService declares the model service s describes, running testImage
+// with the fingerprint f00d, and returns what it declared and its endpoint.
+func declareService(t *testing.T, s ModelServiceArgs) (*mocktest.Mocks, string) {
 	t.Helper()
 	var endpoint string
 	mocks := declare(t, func(ctx *pulumi.Context) error {
-		svc, err := NewModelService(ctx, "model-service", &ModelServiceArgs{Serve: s, Image: pulumi.String(testImage), Fingerprint: "f00d"})
+		s.Image, s.Fingerprint = pulumi.String(testImage), pulumi.String("f00d")
+		svc, err := NewModelService(ctx, "model-service", &s)
 		if err != nil {
 			return err
 		}
@@ -46,6 +52,7 @@ func TestModelServiceDeploymentRollsSafelyAndIsHardened(t *testing.T) {
 	want(t, "namespace", d.Str("metadata.namespace"), "live")
 	want(t, "name", d.Str("metadata.name"), "planet-classifier")
 	want(t, "replicas", d.Input("spec.replicas").NumberValue(), 2)
+	want(t, "progressDeadlineSeconds", d.Input("spec.progressDeadlineSeconds").NumberValue(), 600)
 	want(t, "maxUnavailable", d.Input("spec.strategy.rollingUpdate.maxUnavailable").NumberValue(), 0)
 	want(t, "maxSurge", d.Input("spec.strategy.rollingUpdate.maxSurge").NumberValue(), 1)
 	want(t, "fingerprint annotation", d.Input("spec.template.metadata.annotations").ObjectValue()[FingerprintAnnotation].StringValue(), "f00d")
@@ -85,7 +92,7 @@ func TestModelServiceDeploymentRollsSafelyAndIsHardened(t *testing.T) {
 	}
 
 	svc := mocks.One(t, "kubernetes:core/v1:Service")
-	want(t, "service type", svc.Str("spec.type"), "LoadBalancer")
+	want(t, "service type", svc.Str("spec.type"), string(k8scorev1.ServiceTypeLoadBalancer))
 	port := svc.Input("spec.ports").ArrayValue()[0].ObjectValue()
 	want(t, "service port", port["port"].NumberValue(), 8080)
 	want(t, "target port", port["targetPort"].StringValue(), "http")
@@ -110,11 +117,10 @@ func TestModelServiceWithoutAutoscalingHasNoAutoscaler(t *testing.T) {
 	}
 }
 
-var autoscaledService = func() config.Service {
+var autoscaledService = func() ModelServiceArgs {
 	s := devService
 	s.Replicas = 7 // not applied with autoscaling
-	s.Autoscaling, s.MinReplicas, s.MaxReplicas = true, 3, 8
-	s.TargetCPUUtilization, s.ScaleDownStabilizationSeconds = 65, 120
+	s.Autoscaling = &Autoscaling{MinReplicas: 3, MaxReplicas: 8, TargetCPUUtilization: 65, ScaleDownStabilizationSeconds: 120}
 	return s
 }()
 
@@ -157,7 +163,9 @@ func TestModelServiceAutoscalerOwnsTheReplicaCount(t *testing.T) {
 
 func TestModelServiceDisruptionBudgetFollowsMinReplicas(t *testing.T) {
 	s := autoscaledService
-	s.MinReplicas, s.Replicas = 1, 3
+	autoscaling := *s.Autoscaling // a copy: autoscaledService stays as it is
+	autoscaling.MinReplicas, s.Replicas = 1, 3
+	s.Autoscaling = &autoscaling
 	mocks, _ := declareService(t, s)
 	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
 		t.Errorf("%d PodDisruptionBudgets with minReplicas 1: it would block node drains at the floor", n)
@@ -167,11 +175,23 @@ func TestModelServiceDisruptionBudgetFollowsMinReplicas(t *testing.T) {
 
 func TestModelServiceWithOneReplicaHasNoDisruptionBudget(t *testing.T) {
 	s := devService
-	s.Replicas, s.Type, s.Port = 1, "ClusterIP", 9000
+	s.Replicas, s.ServiceType, s.Port = 1, ServiceClusterIP, 9000
 	mocks, endpoint := declareService(t, s)
 	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
 		t.Errorf("%d PodDisruptionBudgets with one replica: it would block node drains", n)
 	}
 	want(t, "endpoint", endpoint, "http://planet-classifier.live.svc.cluster.local:9000")
-	want(t, "service type", mocks.One(t, "kubernetes:core/v1:Service").Str("spec.type"), "ClusterIP")
+	want(t, "service type", mocks.One(t, "kubernetes:core/v1:Service").Str("spec.type"), string(k8scorev1.ServiceTypeClusterIP))
+}
+
+// The Service types are spelled as Kubernetes spells them: the Service
+// takes the value as it is.
+func TestServiceTypesAreKubernetesServiceTypes(t *testing.T) {
+	for ours, theirs := range map[ServiceType]k8scorev1.ServiceType{
+		ServiceLoadBalancer: k8scorev1.ServiceTypeLoadBalancer,
+		ServiceNodePort:     k8scorev1.ServiceTypeNodePort,
+		ServiceClusterIP:    k8scorev1.ServiceTypeClusterIP,
+	} {
+		want(t, "service type", string(ours), string(theirs))
+	}
 }

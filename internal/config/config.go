@@ -1,16 +1,15 @@
 // Package config is the program's one typed configuration: it reads every
-// setting of the stack, validates all of them at once and computes the model
-// fingerprint, before a single resource is declared. Keys, types, defaults and
+// setting of the stack and validates all of them at once, before a single
+// resource is declared. It reads no file: the model the settings point at is
+// read by the program (internal/program). Keys, types, defaults and
 // descriptions are declared in Pulumi.yaml; this package holds the rules.
 package config
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -124,14 +123,11 @@ type Model struct {
 	Platform string
 	// Image is a prebuilt image pinned by digest; empty means build from Dir.
 	Image string
-	// Fingerprint is the SHA-256 of Dir's build context and the build inputs.
-	Fingerprint string
 	// Gate is what the model's report must pass (mlops:minAccuracy,
-	// mlops:maxAccuracyDrop), against Baseline, the default branch's
-	// report (BaselineReportEnv; nil when not given), read from BaselineName.
-	Gate         modelreport.Gate
-	Baseline     *modelreport.Report
-	BaselineName string
+	// mlops:maxAccuracyDrop), against the default branch's report at
+	// BaselineReport (BaselineReportEnv; "" when not given).
+	Gate           modelreport.Gate
+	BaselineReport string
 }
 
 // Service is how the model is served.
@@ -213,13 +209,6 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 
 	if c.Model.Dir == "" {
 		r.fail("modelDir", "", "the path of the image's build context, such as model")
-	} else if len(r.errs) == 0 {
-		// Only fingerprint a valid configuration: the error list stays about config.
-		fp, err := fingerprint.Compute(context.Background(), filepath.Clean(c.Model.Dir), c.Model.BuildInputs())
-		if err != nil {
-			r.errs = append(r.errs, fmt.Errorf("%s:modelDir: %w", Namespace, err))
-		}
-		c.Model.Fingerprint = fp
 	}
 	if len(r.errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration, nothing was changed:\n%w", errors.Join(r.errs...))

@@ -1,28 +1,26 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/mocktest"
+	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
+
+// testModelDir is the stack's modelDir: Load reads no file, so it need not
+// exist (the program reads the model: internal/program).
+const testModelDir = "/nonexistent/model"
 
 // load runs Load under mocks with the dev stack's configuration plus overrides.
 func load(t *testing.T, overrides map[string]string) (*Config, error) {
 	t.Helper()
-	modelDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(modelDir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	base := map[string]string{
 		"gcp:project":          "planets-mlops-dev",
 		"mlops:ciRepository":   "acme/planets",
 		"mlops:ciRepositoryId": "123456789",
-		"mlops:modelDir":       modelDir,
+		"mlops:modelDir":       testModelDir,
 	}
 	for k, v := range overrides {
 		base[k] = v
@@ -49,8 +47,8 @@ func TestDevStackLoadsWithTheGuidesDefaults(t *testing.T) {
 		c.Serve.Port != 8080 || c.Serve.Type != "LoadBalancer" || c.GCP.DeletionProtection {
 		t.Errorf("dev stack = %+v", c)
 	}
-	if len(c.Model.Fingerprint) != 64 {
-		t.Errorf("fingerprint %q", c.Model.Fingerprint)
+	if c.Model.Dir != testModelDir || c.Model.Platform != "linux/amd64" {
+		t.Errorf("model = %+v", c.Model)
 	}
 }
 
@@ -97,7 +95,6 @@ func TestBadValuesAreNamedWithWhatIsExpected(t *testing.T) {
 		{"mlops:platform", "linux/arm64", `mlops:platform: got "linux/arm64"; expected linux/amd64, the only platform model/Dockerfile builds`},
 		{"mlops:loadBalancerAddress", "34.65.100.7", `mlops:loadBalancerAddress: got "34.65.100.7"; expected the name (not the IP) of a static external address reserved in region europe-west6`},
 		{"mlops:image", "ghcr.io/acme/planets:latest", `mlops:image: got "ghcr.io/acme/planets:latest"; expected an image reference pinned by digest`},
-		{"mlops:modelDir", "/nonexistent/model", `mlops:modelDir: model build context "/nonexistent/model" does not exist`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -1,13 +1,8 @@
 package config
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
-
-	"github.com/planets-mlops/deploy/internal/modelreport"
 )
 
 // BaselineReportEnv names the environment variable that gives the default
@@ -18,23 +13,11 @@ import (
 const BaselineReportEnv = "MLOPS_BASELINE_REPORT"
 
 // modelGate reads mlops:minAccuracy and mlops:maxAccuracyDrop (fractions
-// from 0 to 1) and the baseline report.
+// from 0 to 1) and where the baseline report is; the program reads it.
 func (r *reader) modelGate(m *Model) {
 	m.Gate.MinAccuracy = r.fraction("minAccuracy", "0 lets any model through")
 	m.Gate.MaxAccuracyDrop = r.fraction("maxAccuracyDrop", "1 lets any drop through")
-	path := os.Getenv(BaselineReportEnv)
-	if path == "" {
-		return
-	}
-	baseline, err := modelreport.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		r.errs = append(r.errs, fmt.Errorf("%s=%s: no such file; expected the default branch's model report, or unset", BaselineReportEnv, path))
-	case err != nil:
-		r.errs = append(r.errs, fmt.Errorf("%s=%s: %w", BaselineReportEnv, path, err))
-	default:
-		m.Baseline, m.BaselineName = baseline, path
-	}
+	m.BaselineReport = os.Getenv(BaselineReportEnv)
 }
 
 // fraction reads a number from 0 to 1 (Pulumi.yaml has no number type:

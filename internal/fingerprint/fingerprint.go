@@ -51,17 +51,43 @@ type entry struct {
 	digest     [sha256.Size]byte
 }
 
-// Compute returns the hex SHA-256 fingerprint of the build context in dir
-// together with inputs. Files are hashed in parallel.
-func Compute(ctx context.Context, dir string, inputs Inputs) (string, error) {
+// Context is a build context read once: the files the fingerprint covers,
+// each with its digest, and the fingerprint itself. A deployment reads its
+// model once, before it declares anything, and stages the image's build
+// context from what it read (Stage), so the tag, the pod annotation and the
+// staged files all come from the same single pass over the model.
+type Context struct {
+	// Dir is the build context's directory.
+	Dir string
+	// Inputs are the build's other inputs, part of the fingerprint.
+	Inputs Inputs
+	// Fingerprint is the hex SHA-256 of the files and the inputs.
+	Fingerprint string
+
+	entries []*entry
+}
+
+// Read lists and hashes the build context in dir (files in parallel) and
+// computes its fingerprint together with inputs.
+func Read(ctx context.Context, dir string, inputs Inputs) (*Context, error) {
 	entries, err := listContext(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := hashFiles(ctx, dir, entries); err != nil {
+		return nil, err
+	}
+	return &Context{Dir: dir, Inputs: inputs, Fingerprint: combine(entries, inputs), entries: entries}, nil
+}
+
+// Compute returns the hex SHA-256 fingerprint of the build context in dir
+// together with inputs.
+func Compute(ctx context.Context, dir string, inputs Inputs) (string, error) {
+	c, err := Read(ctx, dir, inputs)
 	if err != nil {
 		return "", err
 	}
-	if err := hashFiles(ctx, dir, entries); err != nil {
-		return "", err
-	}
-	return combine(entries, inputs), nil
+	return c.Fingerprint, nil
 }
 
 // listContext walks dir and returns the entries that .dockerignore keeps, sorted by path.

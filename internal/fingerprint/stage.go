@@ -1,7 +1,8 @@
 package fingerprint
 
 import (
-	"context"
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -20,55 +21,42 @@ const StagingDir = ".build/model-context"
 // fingerprint, so an unchanged model is not copied again on every run.
 const markerSuffix = ".fingerprint"
 
-// Stage computes the fingerprint of the build context in dir and writes the
-// files it covers, and nothing else, into dst with normalized modes (0644, or
-// 0755 when executable). A build tool that hashes permission bits, such as
-// pulumi-docker's Image, then sees its context change exactly when the
-// fingerprint does. dst is replaced whole; it is left alone when it already
-// holds this fingerprint.
-//
-// known is the fingerprint the caller already computed for dir, or "": when
-// dst already holds it, nothing is hashed again (the common, unchanged case).
-func Stage(ctx context.Context, dir, dst string, inputs Inputs, known string) (string, error) {
+// Stage writes the files of c, and nothing else, into dst with normalized
+// modes (0644, or 0755 when executable). A build tool that hashes permission
+// bits, such as pulumi-docker's Image, then sees its context change exactly
+// when the fingerprint does. dst is replaced whole; it is left alone when it
+// already holds c's fingerprint (the common, unchanged case). Nothing is
+// fingerprinted again: each file is checked against the digest Read took as
+// it is copied, so a model that changed since it was read is refused, not
+// staged under the old fingerprint.
+func (c *Context) Stage(dst string) error {
 	marker := filepath.Clean(dst) + markerSuffix
-	if known != "" && isStaged(dst, marker, known) {
-		return known, nil
-	}
-	entries, err := listContext(dir)
-	if err != nil {
-		return "", err
-	}
-	if err := hashFiles(ctx, dir, entries); err != nil {
-		return "", err
-	}
-	fp := combine(entries, inputs)
-
-	if isStaged(dst, marker, fp) {
-		return fp, nil
+	if isStaged(dst, marker, c.Fingerprint) {
+		return nil
 	}
 	if err := os.RemoveAll(dst); err != nil {
-		return "", fmt.Errorf("staging the build context: %w", err)
+		return fmt.Errorf("staging the build context: %w", err)
 	}
 	os.Remove(marker)
-	for _, e := range entries {
-		if err := stageEntry(dir, dst, e); err != nil {
-			return "", fmt.Errorf("staging the build context: %w", err)
+	for _, e := range c.entries {
+		if err := stageEntry(c.Dir, dst, e); err != nil {
+			return fmt.Errorf("staging the build context: %w", err)
 		}
 	}
 	// Directories get one mode too, whatever the umask made of them.
-	err = filepath.WalkDir(dst, func(path string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dst, func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
 		return os.Chmod(path, 0o755)
 	})
 	if err != nil {
-		return "", fmt.Errorf("staging the build context: %w", err)
+		return fmt.Errorf("staging the build context: %w", err)
 	}
-	if err := os.WriteFile(marker, []byte(fp), 0o644); err != nil {
-		return "", fmt.Errorf("staging the build context: %w", err)
+	if err := os.WriteFile(marker, []byte(c.Fingerprint), 0o644); err != nil {
+		return fmt.Errorf("staging the build context: %w", err)
 	}
-	return fp, nil
+	return nil
 }
 
 // isStaged tells whether dst holds the build context of fingerprint fp.
@@ -102,12 +90,16 @@ func stageEntry(dir, dst string, e *entry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, src); err != nil {
+	copied := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, copied), src); err != nil {
 		out.Close()
 		return err
 	}
 	if err := out.Close(); err != nil {
 		return err
+	}
+	if !bytes.Equal(copied.Sum(nil), e.digest[:]) {
+		return fmt.Errorf("%q changed after the model was fingerprinted; run again", e.path)
 	}
 	// OpenFile's mode went through the umask; set it exactly.
 	return os.Chmod(target, mode)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,11 +47,14 @@ func dockerContextView(t *testing.T, dir string) []string {
 
 func stage(t *testing.T, src, dst string) string {
 	t.Helper()
-	fp, err := Stage(context.Background(), src, dst, linuxAMD64, "")
+	model, err := Read(context.Background(), src, linuxAMD64)
 	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := model.Stage(dst); err != nil {
 		t.Fatalf("Stage: %v", err)
 	}
-	return fp
+	return model.Fingerprint
 }
 
 func TestStagedContextHoldsExactlyTheFingerprintedFiles(t *testing.T) {
@@ -149,17 +153,44 @@ func TestStageRemovesFilesThatLeftTheContext(t *testing.T) {
 	}
 }
 
-func TestStageTrustsAKnownFingerprintAlreadyStaged(t *testing.T) {
+func TestStageRefusesAModelThatChangedSinceItWasRead(t *testing.T) {
 	src := writeTree(t, modelTree)
 	dst := filepath.Join(t.TempDir(), "context")
-	fp := stage(t, src, dst)
-	// The model changes after the caller fingerprinted it: a known, staged
-	// fingerprint is returned as is, an unknown one is computed afresh.
-	writeFile(t, filepath.Join(src, "model.onnx"), "new weights")
-	if got, err := Stage(context.Background(), src, dst, linuxAMD64, fp); err != nil || got != fp {
-		t.Fatalf("Stage with the staged fingerprint = %s, %v; want %s", got, err, fp)
+	model, err := Read(context.Background(), src, linuxAMD64)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, err := Stage(context.Background(), src, dst, linuxAMD64, ""); err != nil || got == fp {
-		t.Fatalf("Stage without a known fingerprint = %s, %v; want a new one", got, err)
+	// The model changes after it was read and fingerprinted: staging it
+	// would put new weights under the old fingerprint's tag.
+	writeFile(t, filepath.Join(src, "model.onnx"), "new weights")
+	err = model.Stage(dst)
+	if err == nil || !strings.Contains(err.Error(), `"model.onnx" changed after the model was fingerprinted`) {
+		t.Fatalf("Stage of a model changed since Read = %v, want an error naming model.onnx", err)
+	}
+	if _, err := os.Stat(dst + markerSuffix); !os.IsNotExist(err) {
+		t.Errorf("a refused staging left its fingerprint marker (err %v)", err)
+	}
+}
+
+func TestStageOfAContextAlreadyStagedReadsNothing(t *testing.T) {
+	src := writeTree(t, modelTree)
+	dst := filepath.Join(t.TempDir(), "context")
+	model, err := Read(context.Background(), src, linuxAMD64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := model.Stage(dst); err != nil {
+		t.Fatal(err)
+	}
+	// Staged already: the model directory is not read again (here it is
+	// gone), the staged context is kept as it is.
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := model.Stage(dst); err != nil {
+		t.Fatalf("Stage of a context already staged: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "model.onnx")); err != nil {
+		t.Fatalf("the staged context lost a file: %v", err)
 	}
 }

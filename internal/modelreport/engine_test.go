@@ -3,7 +3,6 @@ package modelreport
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,13 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/localcluster"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 )
 
 // TestPreviewCommentFromARealEngine runs real previews with the pinned
@@ -29,20 +24,10 @@ import (
 // a preview with the same fingerprint gives a comment that says the model
 // is unchanged.
 func TestPreviewCommentFromARealEngine(t *testing.T) {
-	bin := localcluster.ToolchainBin(t)
+	env := fixture.Pulumi(t)
+	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tmp := t.TempDir()
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("PULUMI_HOME", filepath.Join(tmp, "home"))
-	t.Setenv("PULUMI_BACKEND_URL", "file://"+filepath.Join(tmp, "state"))
-	t.Setenv("PULUMI_CONFIG_PASSPHRASE", "modelreport-throwaway")
-	t.Setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-	for _, d := range []string{"home", "state"} {
-		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const deployed, planned = "1111111111111111aaaa", "2222222222222222bbbb"
 	fingerprint := deployed
 	program := func(ctx *pulumi.Context) error {
@@ -53,31 +38,12 @@ func TestPreviewCommentFromARealEngine(t *testing.T) {
 		ctx.Export("modelFingerprint", pulumi.String(fingerprint))
 		return nil
 	}
-	stack, err := auto.UpsertStackInlineSource(ctx, "dev", "modelreport", program, auto.WorkDir(tmp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if _, err := stack.Up(ctx, optup.ProgressStreams(&out), optup.ErrorProgressStreams(&out)); err != nil {
-		t.Fatalf("up: %v\n%s", err, out.String())
-	}
+	stack := fixture.NamedStack(ctx, t, env, "dev", fixture.Project("modelreport"), program, nil)
+	fixture.Up(ctx, t, stack)
 	preview := func(name string) string {
-		ch := make(chan events.EngineEvent)
-		var log bytes.Buffer
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			enc := json.NewEncoder(&log)
-			for e := range ch {
-				_ = enc.Encode(e.EngineEvent)
-			}
-		}()
-		if _, err := stack.Preview(ctx, optpreview.EventStreams(ch), optpreview.ProgressStreams(&out), optpreview.ErrorProgressStreams(&out)); err != nil {
-			t.Fatalf("preview: %v\n%s", err, out.String())
-		}
-		<-done
+		log := fixture.PreviewEventLog(ctx, t, stack)
 		path := filepath.Join(tmp, name)
-		if err := os.WriteFile(path, log.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(path, log, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return path

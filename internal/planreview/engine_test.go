@@ -1,22 +1,14 @@
 package planreview
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/planets-mlops/deploy/internal/localcluster"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 )
 
 // TestAdminChangesFromARealEngine reads the events of a real preview, run
@@ -26,20 +18,9 @@ import (
 // provider is needed. After an `up`, a preview that adds an API and keeps
 // the cluster lists only the API.
 func TestAdminChangesFromARealEngine(t *testing.T) {
-	bin := localcluster.ToolchainBin(t)
+	env := fixture.Pulumi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tmp := t.TempDir()
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("PULUMI_HOME", filepath.Join(tmp, "home"))
-	t.Setenv("PULUMI_BACKEND_URL", "file://"+filepath.Join(tmp, "state"))
-	t.Setenv("PULUMI_CONFIG_PASSPHRASE", "planreview-throwaway")
-	t.Setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-	for _, d := range []string{"home", "state"} {
-		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	withAPI := false
 	program := func(ctx *pulumi.Context) error {
@@ -58,31 +39,11 @@ func TestAdminChangesFromARealEngine(t *testing.T) {
 		}
 		return nil
 	}
-	stack, err := auto.UpsertStackInlineSource(ctx, "dev", "planreview", program, auto.WorkDir(tmp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if _, err := stack.Up(ctx, optup.ProgressStreams(&out), optup.ErrorProgressStreams(&out)); err != nil {
-		t.Fatalf("up: %v\n%s", err, out.String())
-	}
+	stack := fixture.NamedStack(ctx, t, env, "dev", fixture.Project("planreview"), program, nil)
+	fixture.Up(ctx, t, stack)
 
 	withAPI = true
-	ch := make(chan events.EngineEvent)
-	var log bytes.Buffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		enc := json.NewEncoder(&log)
-		for e := range ch {
-			_ = enc.Encode(e.EngineEvent)
-		}
-	}()
-	if _, err := stack.Preview(ctx, optpreview.EventStreams(ch), optpreview.ProgressStreams(&out), optpreview.ErrorProgressStreams(&out)); err != nil {
-		t.Fatalf("preview: %v\n%s", err, out.String())
-	}
-	<-done
-	text := log.String()
+	text := string(fixture.PreviewEventLog(ctx, t, stack))
 	changes, err := AdminChanges(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 )
 
 // The runtime stand-in must be what distroless cc nonroot is: the C and C++
@@ -19,7 +20,7 @@ import (
 // package manager to exploit. Read from the image itself, as docker exports
 // its filesystem.
 func TestRuntimeStandInIsDistrolessLike(t *testing.T) {
-	docker := dockerd.Require(t)
+	docker := fixture.Docker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	projectDir, _ := filepath.Abs("../../..")

@@ -16,10 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
-
-	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
 // CLI is a docker command line whose engine answers.
@@ -96,22 +93,6 @@ func (c CLI) Output(ctx context.Context, args ...string) (string, error) {
 		return "", fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-// Require is Find for tests: an engine is a proof's need
-// (testenv.NeedDocker): without one the test fails in the full tier, and in
-// the hermetic tier it is skipped without looking for one.
-func Require(t testing.TB) CLI {
-	t.Helper()
-	var cli CLI
-	testenv.NeedDocker(t, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var err error
-		cli, err = Find(ctx)
-		return err
-	})
-	return cli
 }
 
 func firstLine(s string) string {

@@ -1,4 +1,4 @@
-package dockerd
+package dockerd_test
 
 import (
 	"context"
@@ -6,15 +6,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 )
 
 // Without an engine, Find says so in one line, with the way to start one.
 func TestFindWithoutAnEngineSaysHowToStartOne(t *testing.T) {
-	Require(t) // a docker CLI that builds with BuildKit is on PATH
+	fixture.Docker(t) // a docker CLI that builds with BuildKit is on PATH
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-engine.sock"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := Find(ctx)
+	_, err := dockerd.Find(ctx)
 	if err == nil {
 		t.Fatal("Find found an engine on a socket that does not exist")
 	}
@@ -25,7 +28,7 @@ func TestFindWithoutAnEngineSaysHowToStartOne(t *testing.T) {
 
 func TestFindWithoutADockerCLISaysWhatToInstall(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	_, err := Find(context.Background())
+	_, err := dockerd.Find(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "apt-get install docker.io") {
 		t.Errorf("error = %v, want one naming docker.io", err)
 	}

@@ -77,10 +77,14 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 	}
 	modelDir := filepath.Join(opts.ProjectDir, "model")
 	contextDir := filepath.Join(opts.StageRoot, fingerprint.StagingDir)
-	fp, err := fingerprint.Stage(ctx, modelDir, contextDir, fingerprint.Inputs{Platform: Platform}, "")
+	model, err := fingerprint.Read(ctx, modelDir, fingerprint.Inputs{Platform: Platform})
 	if err != nil {
 		return nil, err
 	}
+	if err := model.Stage(contextDir); err != nil {
+		return nil, err
+	}
+	fp := model.Fingerprint
 	buildArgs, err := baseimages.Ensure(ctx, opts.ProjectDir, progress)
 	if err != nil {
 		return nil, err
@@ -247,14 +251,14 @@ func DeployedRestrictions(projectDir string) (infra.ServerRestrictions, error) {
 		}
 		return "", fmt.Errorf("Pulumi.yaml: no default for %s", key)
 	}
-	var s config.Service
-	if s.CPULimit, err = defaultOf("cpuLimit"); err != nil {
+	var r infra.Resources
+	if r.CPULimit, err = defaultOf("cpuLimit"); err != nil {
 		return infra.ServerRestrictions{}, err
 	}
-	if s.MemoryLimit, err = defaultOf("memoryLimit"); err != nil {
+	if r.MemoryLimit, err = defaultOf("memoryLimit"); err != nil {
 		return infra.ServerRestrictions{}, err
 	}
-	return infra.Restrictions(s), nil
+	return infra.Restrictions(r), nil
 }
 
 // Container is the model image running under Docker.

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/planets-mlops/deploy/internal/dataset"
 	"github.com/planets-mlops/deploy/internal/localcloud/dockerd"
-	"github.com/planets-mlops/deploy/internal/localcloud/heldout"
 	"github.com/planets-mlops/deploy/internal/localcloud/registry"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 )
 
 // The image is built from model/Dockerfile with docker build (BuildKit, on
@@ -25,12 +26,12 @@ import (
 // startup probe's budget, classify the held-out images as training measured
 // (model/artifacts/metrics.json), and exit 0 on SIGTERM.
 func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
-	docker := dockerd.Require(t)
+	docker := fixture.Docker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	projectDir, _ := filepath.Abs("../../..")
-	heldOut := heldout.Images(t, projectDir)
-	want, err := heldout.TrainingConfusion(projectDir)
+	heldOut := fixture.HeldOut(t, projectDir)
+	want, err := dataset.TrainingConfusion(projectDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestModelImageBuildsAndRunsTheWayTheDeploymentRunsIt(t *testing.T) {
 
 	checkEnforced(t, ctx, docker, c, restrictions.UID, restrictions.MemoryLimit)
 
-	confusion := heldout.Confusion{}
+	confusion := dataset.Confusion{}
 	start = time.Now()
 	for _, image := range heldOut {
 		status, answer, err := Predict(ctx, c.URL, image.Path)
@@ -200,7 +201,7 @@ func (w verbose) Write(p []byte) (int, error) {
 // A registry that refuses the push, and a Dockerfile that fails, each end
 // the build with one line naming what failed and how to fix it.
 func TestModelImageBuildFailuresSayWhatFailedInOneLine(t *testing.T) {
-	docker := dockerd.Require(t)
+	docker := fixture.Docker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	projectDir, _ := filepath.Abs("../../..")
@@ -242,7 +243,7 @@ func TestModelImageBuildFailuresSayWhatFailedInOneLine(t *testing.T) {
 // naming the model file and what is wrong. It prints how long the build
 // took: with the server's stages cached (any earlier build), seconds.
 func TestModelImageBuildRefusesACorruptModel(t *testing.T) {
-	docker := dockerd.Require(t)
+	docker := fixture.Docker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	projectDir, _ := filepath.Abs("../../..")

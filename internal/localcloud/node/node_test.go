@@ -18,9 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/planets-mlops/deploy/internal/localcloud/cluster"
 	"github.com/planets-mlops/deploy/internal/localcloud/goimage"
 	"github.com/planets-mlops/deploy/internal/localcloud/node"
-	"github.com/planets-mlops/deploy/internal/localcluster"
 	"github.com/planets-mlops/deploy/internal/testenv"
 )
 
@@ -31,22 +31,22 @@ import (
 // directory, no new network interface, no kube-proxy/CNI iptables chain, no
 // pod cgroup.
 func TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind(t *testing.T) {
-	bin := localcluster.ToolchainBin(t)
+	bin := testenv.NeedToolchain(t)
 	testenv.NeedRoot(t) // containers, mounts, iptables
 	// Long enough to wait for the machine's one node lock while another
-	// package's test (the root package's end-to-end proofs) holds it.
+	// package's test (test/e2e's proofs) holds it.
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	started := time.Now()
-	cluster, err := localcluster.Start(ctx, localcluster.Options{BinDir: bin, RealNode: true, Dir: filepath.Join(dir, "cluster"), Logf: t.Logf})
+	local, err := cluster.Start(ctx, cluster.Options{BinDir: bin, RealNode: true, Dir: filepath.Join(dir, "cluster"), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			cluster.Stop(context.Background())
+			local.Stop(context.Background())
 		}
 	}()
 	t.Logf("TIMING control plane + real node ready: %.1fs", time.Since(started).Seconds())
@@ -59,12 +59,12 @@ func TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind(t *testing.T) 
 	}, archive); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.Node.ImportImage(ctx, archive); err != nil {
+	if err := local.Node.ImportImage(ctx, archive); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("TIMING build and import the hello image: %.1fs", time.Since(step).Seconds())
 
-	kube, err := kubernetes.NewForConfig(cluster.RESTConfig())
+	kube, err := kubernetes.NewForConfig(local.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestRealNodeServesAPodThroughANodePortAndLeavesNothingBehind(t *testing.T) 
 
 	step = time.Now()
 	stopped = true
-	if err := cluster.Stop(ctx); err != nil {
+	if err := local.Stop(ctx); err != nil {
 		t.Errorf("stop: %v", err)
 	}
 	t.Logf("TIMING stop: %.1fs", time.Since(step).Seconds())

@@ -1,0 +1,62 @@
+package program
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/fingerprint"
+	"github.com/planets-mlops/deploy/internal/modelreport"
+)
+
+// readModel reads the model in m.Dir once: it fingerprints the image's
+// build context (what the image component stages and tags, and the pods
+// carry), then checks that the report beside the model is this model's and
+// holds it to the gate, against the default branch's report when one is
+// given. It logs the figures it passed on. No image is pushed and no
+// resource changes for a model whose report is stale or below the gate.
+func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.Context, error) {
+	dir := filepath.Clean(m.Dir)
+	model, err := fingerprint.Read(ctx.Context(), dir, m.BuildInputs())
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration, nothing was changed:\n%s:modelDir: %w", config.Namespace, err)
+	}
+	report, err := modelreport.ForModel(dir)
+	if err != nil {
+		return nil, err
+	}
+	baseline, err := readBaseline(m.BaselineReport)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Gate.Check(report, baseline, m.BaselineReport); err != nil {
+		return nil, err
+	}
+	against := "no baseline report given (" + config.BaselineReportEnv + "): the drop is not checked"
+	if baseline != nil {
+		against = fmt.Sprintf("baseline %.1f%% (%s)", baseline.Accuracy*100, m.BaselineReport)
+	}
+	err = ctx.Log.Info(fmt.Sprintf("model gate: %s (sha256 %.12s) passes: accuracy %.1f%% (%d/%d) on the evaluation set, mlops:minAccuracy %.1f%%, mlops:maxAccuracyDrop %.1f%%, %s",
+		report.Model.File, report.Model.SHA256, report.Accuracy*100, report.Correct, report.Total, m.Gate.MinAccuracy*100, m.Gate.MaxAccuracyDrop*100, against), nil)
+	return model, err
+}
+
+// readBaseline reads the default branch's model report at path
+// (config.BaselineReportEnv); "" is none, and the drop is not checked.
+func readBaseline(path string) (*modelreport.Report, error) {
+	if path == "" {
+		return nil, nil
+	}
+	baseline, err := modelreport.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%s=%s: no such file; expected the default branch's model report, or unset", config.BaselineReportEnv, path)
+	case err != nil:
+		return nil, fmt.Errorf("%s=%s: %w", config.BaselineReportEnv, path, err)
+	}
+	return baseline, nil
+}
