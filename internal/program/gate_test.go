@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/planets-mlops/deploy/internal/config"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
@@ -18,24 +19,6 @@ import (
 // (as an absolute path: tests that run the program change into their
 // project copy).
 var repoRoot, _ = filepath.Abs(filepath.Join("..", ".."))
-
-// useModel puts the model and report of artifacts (a directory laid out
-// like model/artifacts, relative to the repository) into modelDir.
-func useModel(t *testing.T, modelDir, artifacts string) {
-	t.Helper()
-	if !filepath.IsAbs(artifacts) {
-		artifacts = filepath.Join(repoRoot, artifacts)
-	}
-	for _, name := range []string{"planets.onnx", "report.json"} {
-		raw, err := os.ReadFile(filepath.Join(artifacts, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(modelDir, "artifacts", name), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // relabel is onnx with its "labels" metadata replaced by labels, every
 // other byte kept: the rewrite model/internal/testruntime.Relabel makes
@@ -153,7 +136,7 @@ func TestTheGateStopsAModelWithSwappedLabels(t *testing.T) {
 	t.Run("the second model passes against the first", func(t *testing.T) {
 		t.Setenv(config.BaselineReportEnv, committed)
 		w := newWorkspace(t, nil)
-		useModel(t, w.modelDir, filepath.Join("testdata", "seed78", "model", "artifacts"))
+		fixture.UseModel(t, w.modelDir, filepath.Join(repoRoot, "testdata", "seed78", "model", "artifacts"))
 		w.run(t)
 	})
 }

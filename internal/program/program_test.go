@@ -16,6 +16,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/planets-mlops/deploy/infra"
+	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
 
@@ -321,7 +322,7 @@ func TestANewModelChangesOnlyImageAndDeployment(t *testing.T) {
 	w := newWorkspace(t, nil)
 	before, beforeOut := w.run(t)
 
-	useModel(t, w.modelDir, filepath.Join("testdata", "seed78", "model", "artifacts"))
+	fixture.UseModel(t, w.modelDir, filepath.Join(repoRoot, "testdata", "seed78", "model", "artifacts"))
 	after, afterOut := w.run(t)
 
 	want := []string{"docker:index/image:Image::model-image", "kubernetes:apps/v1:Deployment::model-service"}

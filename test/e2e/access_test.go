@@ -45,7 +45,7 @@ const (
 )
 
 func TestE2EDeployAndPreviewIdentitiesCanDoOnlyTheirJob(t *testing.T) {
-	pulumiEnv := fixture.Pulumi(t) // the toolchain, an isolated PULUMI_HOME and backend
+	pulumiEnv := fixture.Pulumi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	tmp := pulumiEnv.Dir
@@ -327,10 +327,9 @@ func e2eStateFiles(t *testing.T) map[string][]byte {
 // secrets, and the real engine's state files, every one of them, hold
 // them only encrypted.
 func TestE2EStateHoldsNoCredentialInPlainText(t *testing.T) {
-	pulumiEnv := fixture.Pulumi(t) // the toolchain, an isolated PULUMI_HOME and backend
+	pulumiEnv := fixture.Pulumi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tmp := pulumiEnv.Dir
 	local := fixture.Cluster(ctx, t, cluster.Options{Nodes: 1})
 	config, err := clientcmd.Load(local.Kubeconfig)
 	if err != nil {
@@ -341,7 +340,7 @@ func TestE2EStateHoldsNoCredentialInPlainText(t *testing.T) {
 	if len(token) < 16 {
 		t.Fatalf("the cluster's kubeconfig has no bearer token to look for (%q)", token)
 	}
-	modelDir := e2eCopyModel(t, tmp)
+	modelDir := e2eCopyModel(t, pulumiEnv.Dir)
 	stack := e2eStack(ctx, t, pulumiEnv, pulumienv.KubernetesTarget(local, e2eImage, modelDir, "ClusterIP"), map[string]auto.ConfigValue{
 		"mlops:registry":         {Value: "registry.local/planets"},
 		"mlops:registryUsername": {Value: "robot"},

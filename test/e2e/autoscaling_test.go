@@ -40,7 +40,7 @@ const (
 )
 
 func TestE2ERealNodeAutoscaling(t *testing.T) {
-	pulumiEnv := fixture.Pulumi(t) // the toolchain, an isolated PULUMI_HOME and backend
+	pulumiEnv := fixture.Pulumi(t)
 	env := e2eRealNodeEnvironment(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

@@ -30,7 +30,7 @@ import (
 )
 
 func TestE2EClusterIdentifierMigration(t *testing.T) {
-	pulumiEnv := fixture.Pulumi(t) // the toolchain, an isolated PULUMI_HOME and backend
+	pulumiEnv := fixture.Pulumi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	local := fixture.Cluster(ctx, t, cluster.Options{Nodes: 1})

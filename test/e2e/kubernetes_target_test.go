@@ -52,7 +52,7 @@ const (
 )
 
 func TestE2EKubernetesTarget(t *testing.T) {
-	pulumiEnv := fixture.Pulumi(t) // the toolchain, an isolated PULUMI_HOME and backend
+	pulumiEnv := fixture.Pulumi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	testStart := time.Now()
