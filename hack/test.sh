@@ -77,7 +77,10 @@ step "tests: the program"
 # hermetic gate compiled and run as another user) goes after them, not beside
 # them: on 2 cores its compile starved the kwok and real-node proofs (pods
 # unready after a rollout, the autoscaler's load under target).
-go test -count=1 -timeout 60m $(go list ./... | grep -v '/pipelines$')
+go test -count=1 -timeout 60m $(go list ./... | grep -v -e '/pipelines$' -e '/cmd/local$')
+# The main job's test (an image build, a real node, two `up`s) after them,
+# as when it sat in one package with the end-to-end proofs.
+go test -count=1 -timeout 60m ./cmd/local/
 go test -count=1 -timeout 60m ./pipelines/
 
 step "tests: the model server"

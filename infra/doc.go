@@ -12,7 +12,8 @@
 // A component's Args are its own inputs, as in pulumi/examples'
 // kubernetes-go-guestbook: plain values, Pulumi inputs and types of this
 // package (CIPlatform, NodeAutoscaling, ServiceType, Autoscaling,
-// Resources), never a configuration type. The program (internal/program)
+// Resources), and for ModelImage the model's build context as read once
+// (fingerprint.BuildContext); never a configuration type. The program (internal/program)
 // reads the stack's configuration and maps it onto these Args, so this
 // package neither reads the configuration nor depends on its types, and
 // each component can be declared, and tested, with exactly the inputs it

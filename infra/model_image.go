@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"errors"
 	"path/filepath"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -32,7 +33,7 @@ type ModelImageArgs struct {
 	// Model is the build context, read and fingerprinted once before
 	// anything is declared (fingerprint.Read); its Inputs' platform is the
 	// build's.
-	Model *fingerprint.Context
+	Model *fingerprint.BuildContext
 	// Prebuilt is an image pinned by digest to run instead of building
 	// Model; "" builds.
 	Prebuilt string
@@ -67,6 +68,10 @@ type ModelImageArgs struct {
 
 // NewModelImage builds and pushes the image, unless a prebuilt one is given.
 func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts ...pulumi.ResourceOption) (*ModelImage, error) {
+	if args.Model == nil {
+		// Even a prebuilt image runs a model whose fingerprint the pods carry.
+		return nil, errors.New("ModelImage: Model is nil; read the model's build context with fingerprint.Read")
+	}
 	c := &ModelImage{}
 	if err := ctx.RegisterComponentResource("mlops:infra:ModelImage", name, c, opts...); err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 
 // testModel is a small build context, read and fingerprinted as the
 // program reads the model.
-func testModel(t *testing.T) *fingerprint.Context {
+func testModel(t *testing.T) *fingerprint.BuildContext {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range map[string]string{"Dockerfile": "FROM scratch\nCOPY model.onnx /\n", "model.onnx": "weights"} {
@@ -33,7 +33,7 @@ func testModel(t *testing.T) *fingerprint.Context {
 // declareImage declares the image of model pushed with the docker CLI's
 // credentials (as on GKE), or with a login when login is not nil; or,
 // when prebuilt is not "", that image instead.
-func declareImage(t *testing.T, model *fingerprint.Context, prebuilt string, login ...string) (*mocktest.Mocks, string) {
+func declareImage(t *testing.T, model *fingerprint.BuildContext, prebuilt string, login ...string) (*mocktest.Mocks, string) {
 	t.Helper()
 	t.Chdir(t.TempDir()) // the staging dir is relative to the project
 	var ref string

@@ -43,7 +43,7 @@ const sampleImage = "model/testdata/parity/original_128.jpg"
 // runLocal runs the main job with the command's arguments, reporting to out.
 func runLocal(args []string, out io.Writer) error {
 	flags := flag.NewFlagSet("local", flag.ContinueOnError)
-	flags.SetOutput(out)
+	flags.SetOutput(os.Stderr)
 	flags.Usage = func() {
 		fmt.Fprintln(flags.Output(), "usage: go run ./cmd/local [-serve] [image]   (as root, from the repository's root; or hack/local-deploy.sh)")
 		flags.PrintDefaults()

@@ -211,9 +211,17 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		r.fail("modelDir", "", "the path of the image's build context, such as model")
 	}
 	if len(r.errs) > 0 {
-		return nil, fmt.Errorf("invalid configuration, nothing was changed:\n%w", errors.Join(r.errs...))
+		return nil, Invalid(r.errs...)
 	}
 	return c, nil
+}
+
+// Invalid is the error of a configuration with problems, each naming the
+// setting, what it holds and what is expected: it says nothing was changed,
+// and lists them all. The program reports what it finds in the files the
+// settings name (mlops:modelDir, the baseline report) the same way.
+func Invalid(problems ...error) error {
+	return fmt.Errorf("invalid configuration, nothing was changed:\n%w", errors.Join(problems...))
 }
 
 // GCP naming rules, from the APIs' documentation.

@@ -51,12 +51,12 @@ type entry struct {
 	digest     [sha256.Size]byte
 }
 
-// Context is a build context read once: the files the fingerprint covers,
+// BuildContext is a build context read once: the files the fingerprint covers,
 // each with its digest, and the fingerprint itself. A deployment reads its
 // model once, before it declares anything, and stages the image's build
 // context from what it read (Stage), so the tag, the pod annotation and the
 // staged files all come from the same single pass over the model.
-type Context struct {
+type BuildContext struct {
 	// Dir is the build context's directory.
 	Dir string
 	// Inputs are the build's other inputs, part of the fingerprint.
@@ -69,7 +69,7 @@ type Context struct {
 
 // Read lists and hashes the build context in dir (files in parallel) and
 // computes its fingerprint together with inputs.
-func Read(ctx context.Context, dir string, inputs Inputs) (*Context, error) {
+func Read(ctx context.Context, dir string, inputs Inputs) (*BuildContext, error) {
 	entries, err := listContext(dir)
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func Read(ctx context.Context, dir string, inputs Inputs) (*Context, error) {
 	if err := hashFiles(ctx, dir, entries); err != nil {
 		return nil, err
 	}
-	return &Context{Dir: dir, Inputs: inputs, Fingerprint: combine(entries, inputs), entries: entries}, nil
+	return &BuildContext{Dir: dir, Inputs: inputs, Fingerprint: combine(entries, inputs), entries: entries}, nil
 }
 
 // Compute returns the hex SHA-256 fingerprint of the build context in dir

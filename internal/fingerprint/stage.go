@@ -29,7 +29,7 @@ const markerSuffix = ".fingerprint"
 // fingerprinted again: each file is checked against the digest Read took as
 // it is copied, so a model that changed since it was read is refused, not
 // staged under the old fingerprint.
-func (c *Context) Stage(dst string) error {
+func (c *BuildContext) Stage(dst string) error {
 	marker := filepath.Clean(dst) + markerSuffix
 	if isStaged(dst, marker, c.Fingerprint) {
 		return nil
@@ -40,6 +40,8 @@ func (c *Context) Stage(dst string) error {
 	os.Remove(marker)
 	for _, e := range c.entries {
 		if err := stageEntry(c.Dir, dst, e); err != nil {
+			// Nothing half-staged stays behind for a build to pick up.
+			os.RemoveAll(dst)
 			return fmt.Errorf("staging the build context: %w", err)
 		}
 	}

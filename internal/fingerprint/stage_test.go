@@ -170,6 +170,9 @@ func TestStageRefusesAModelThatChangedSinceItWasRead(t *testing.T) {
 	if _, err := os.Stat(dst + markerSuffix); !os.IsNotExist(err) {
 		t.Errorf("a refused staging left its fingerprint marker (err %v)", err)
 	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("a refused staging left a half-staged context (err %v)", err)
+	}
 }
 
 func TestStageOfAContextAlreadyStagedReadsNothing(t *testing.T) {

@@ -38,7 +38,7 @@ func TestPreviewCommentFromARealEngine(t *testing.T) {
 		ctx.Export("modelFingerprint", pulumi.String(fingerprint))
 		return nil
 	}
-	stack := fixture.NamedStack(ctx, t, env, "dev", fixture.Project("modelreport"), program, nil)
+	stack := fixture.ProjectStack(ctx, t, env, "dev", fixture.Project("modelreport"), program, nil)
 	fixture.Up(ctx, t, stack)
 	preview := func(name string) string {
 		log := fixture.PreviewEventLog(ctx, t, stack)

@@ -39,7 +39,7 @@ func TestAdminChangesFromARealEngine(t *testing.T) {
 		}
 		return nil
 	}
-	stack := fixture.NamedStack(ctx, t, env, "dev", fixture.Project("planreview"), program, nil)
+	stack := fixture.ProjectStack(ctx, t, env, "dev", fixture.Project("planreview"), program, nil)
 	fixture.Up(ctx, t, stack)
 
 	withAPI = true

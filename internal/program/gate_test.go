@@ -63,7 +63,7 @@ func (w *projectCopy) runRefused(t *testing.T) string {
 	for _, preview := range []bool{true, false} {
 		mocks := &mocktest.Mocks{Preview: preview}
 		err := mocks.Run(func(ctx *pulumi.Context) error {
-			_, err := Declare(ctx, "")
+			_, err := declare(ctx, "")
 			return err
 		}, w.config)
 		if err == nil {

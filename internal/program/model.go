@@ -19,17 +19,19 @@ import (
 // holds it to the gate, against the default branch's report when one is
 // given. It logs the figures it passed on. No image is pushed and no
 // resource changes for a model whose report is stale or below the gate.
-func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.Context, error) {
+func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.BuildContext, error) {
+	// The files the settings name are checked as the settings are, before
+	// the model's own figures.
+	baseline, err := readBaseline(m.BaselineReport)
+	if err != nil {
+		return nil, config.Invalid(err)
+	}
 	dir := filepath.Clean(m.Dir)
 	model, err := fingerprint.Read(ctx.Context(), dir, m.BuildInputs())
 	if err != nil {
-		return nil, fmt.Errorf("invalid configuration, nothing was changed:\n%s:modelDir: %w", config.Namespace, err)
+		return nil, config.Invalid(fmt.Errorf("%s:modelDir: %w", config.Namespace, err))
 	}
 	report, err := modelreport.ForModel(dir)
-	if err != nil {
-		return nil, err
-	}
-	baseline, err := readBaseline(m.BaselineReport)
 	if err != nil {
 		return nil, err
 	}
@@ -40,9 +42,11 @@ func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.Context, error
 	if baseline != nil {
 		against = fmt.Sprintf("baseline %.1f%% (%s)", baseline.Accuracy*100, m.BaselineReport)
 	}
-	err = ctx.Log.Info(fmt.Sprintf("model gate: %s (sha256 %.12s) passes: accuracy %.1f%% (%d/%d) on the evaluation set, mlops:minAccuracy %.1f%%, mlops:maxAccuracyDrop %.1f%%, %s",
-		report.Model.File, report.Model.SHA256, report.Accuracy*100, report.Correct, report.Total, m.Gate.MinAccuracy*100, m.Gate.MaxAccuracyDrop*100, against), nil)
-	return model, err
+	if err := ctx.Log.Info(fmt.Sprintf("model gate: %s (sha256 %.12s) passes: accuracy %.1f%% (%d/%d) on the evaluation set, mlops:minAccuracy %.1f%%, mlops:maxAccuracyDrop %.1f%%, %s",
+		report.Model.File, report.Model.SHA256, report.Accuracy*100, report.Correct, report.Total, m.Gate.MinAccuracy*100, m.Gate.MaxAccuracyDrop*100, against), nil); err != nil {
+		return nil, err
+	}
+	return model, nil
 }
 
 // readBaseline reads the default branch's model report at path

@@ -12,7 +12,8 @@ import (
 // error it is, naming the key, before anything is declared.
 func TestAMissingModelDirIsRefusedNamingTheKey(t *testing.T) {
 	w := newWorkspace(t, map[string]string{"mlops:modelDir": "/nonexistent/model"})
-	requireAll(t, w.runRefused(t), "invalid configuration, nothing was changed", `mlops:modelDir: model build context "/nonexistent/model" does not exist`)
+	// Listed as every configuration error is (config.Invalid).
+	requireAll(t, w.runRefused(t), "invalid configuration, nothing was changed:\n"+`mlops:modelDir: model build context "/nonexistent/model" does not exist`)
 }
 
 // The default branch's report (MLOPS_BASELINE_REPORT) is read by the
@@ -31,7 +32,7 @@ func TestTheBaselineReportIsReadAndNamed(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.json")
 	t.Run("missing", func(t *testing.T) {
 		t.Setenv(config.BaselineReportEnv, missing)
-		requireAll(t, newWorkspace(t, nil).runRefused(t), config.BaselineReportEnv+"="+missing, "no such file", "the default branch's model report, or unset")
+		requireAll(t, newWorkspace(t, nil).runRefused(t), "invalid configuration, nothing was changed", config.BaselineReportEnv+"="+missing, "no such file", "the default branch's model report, or unset")
 	})
 	t.Run("another format", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.json")

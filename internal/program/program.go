@@ -32,7 +32,7 @@ import (
 // the docker provider resolves the staged context against it.
 func Program(projectRoot string) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
-		outputs, err := Declare(ctx, projectRoot)
+		outputs, err := declare(ctx, projectRoot)
 		if err != nil {
 			return err
 		}
@@ -43,9 +43,9 @@ func Program(projectRoot string) pulumi.RunFunc {
 	}
 }
 
-// Declare declares everything and returns the stack outputs. Nothing is
+// declare declares everything and returns the stack outputs. Nothing is
 // declared unless the configuration is valid and the model passes its gate.
-func Declare(ctx *pulumi.Context, projectRoot string) (pulumi.Map, error) {
+func declare(ctx *pulumi.Context, projectRoot string) (pulumi.Map, error) {
 	if projectRoot == "" {
 		projectRoot = ctx.RootDirectory()
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/planets-mlops/deploy/infra"
+	"github.com/planets-mlops/deploy/internal/fingerprint"
 	"github.com/planets-mlops/deploy/internal/testenv/fixture"
 	"github.com/planets-mlops/deploy/internal/testenv/mocktest"
 )
@@ -63,7 +64,7 @@ func (w *projectCopy) run(t *testing.T) (*mocktest.Mocks, map[string]any) {
 	mocks := &mocktest.Mocks{}
 	outputs := map[string]any{}
 	err := mocks.Run(func(ctx *pulumi.Context) error {
-		declared, err := Declare(ctx, "")
+		declared, err := declare(ctx, "")
 		if err != nil {
 			return err
 		}
@@ -146,6 +147,9 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 	image := mocks.One(t, "docker:index/image:Image")
 	deployment := mocks.One(t, "kubernetes:apps/v1:Deployment")
 	fp := outputs["modelFingerprint"].(string)
+	if want, err := fingerprint.Compute(t.Context(), w.modelDir, fingerprint.Inputs{Platform: "linux/amd64"}); err != nil || fp != want {
+		t.Errorf("modelFingerprint = %q, want the fingerprint of model/ for linux/amd64, %q (%v)", fp, want, err)
+	}
 	if got, want := image.Str("imageName"), "europe-west6-docker.pkg.dev/"+testProject+"/mlops/planet-classifier:"+fp; got != want {
 		t.Errorf("imageName = %q, want %q", got, want)
 	}
@@ -458,7 +462,7 @@ func (w *projectCopy) preview(t *testing.T, mocks *mocktest.Mocks) error {
 	t.Chdir(w.root)
 	mocks.Preview = true
 	return mocks.Run(func(ctx *pulumi.Context) error {
-		_, err := Declare(ctx, "")
+		_, err := declare(ctx, "")
 		return err
 	}, w.config)
 }
@@ -608,7 +612,7 @@ func TestReRunOfAnExistingStackLooksNothingUp(t *testing.T) {
 	}
 	update := &mocktest.Mocks{Cloud: ours, Denied: ciCannotReadIAM}
 	w.config = maps.Clone(w.config)
-	if err := update.Run(func(ctx *pulumi.Context) error { _, err := Declare(ctx, ""); return err }, w.config); err != nil {
+	if err := update.Run(func(ctx *pulumi.Context) error { _, err := declare(ctx, ""); return err }, w.config); err != nil {
 		t.Fatalf("the update failed: %v", err)
 	}
 	if got := lookupsOf(update); len(got) > 0 {
@@ -653,7 +657,7 @@ func TestTheEndpointIsAStaticAddress(t *testing.T) {
 	t.Chdir(w.root)
 	var endpoint any
 	err := mocks.Run(func(ctx *pulumi.Context) error {
-		declared, err := Declare(ctx, "")
+		declared, err := declare(ctx, "")
 		if err != nil {
 			return err
 		}

@@ -304,9 +304,9 @@ func e2eClientAs(t *testing.T, local *cluster.Cluster, user string) kubernetes.I
 
 // e2eStateFiles returns the contents of every file of the file:// backend
 // (checkpoints, their backups and the update history).
-func e2eStateFiles(t *testing.T) map[string][]byte {
+func e2eStateFiles(t *testing.T, env *pulumienv.Env) map[string][]byte {
 	t.Helper()
-	root := strings.TrimPrefix(os.Getenv("PULUMI_BACKEND_URL"), "file://")
+	root := env.StateDir()
 	files := map[string][]byte{}
 	err := filepath.WalkDir(root, func(path string, entry os.DirEntry, err error) error {
 		if err != nil || entry.IsDir() {
@@ -349,7 +349,7 @@ func TestE2EStateHoldsNoCredentialInPlainText(t *testing.T) {
 	fixture.Up(ctx, t, stack)
 	fixture.Up(ctx, t, stack) // a second checkpoint, and a backup of the first
 
-	files := e2eStateFiles(t)
+	files := e2eStateFiles(t, pulumiEnv)
 	var checkpoints int
 	for path, content := range files {
 		for what, secret := range map[string]string{"the kubeconfig's bearer token": token, "the registry password": registryPassword} {

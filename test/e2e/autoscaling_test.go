@@ -9,7 +9,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -141,16 +140,6 @@ func TestE2ERealNodeAutoscaling(t *testing.T) {
 			t.Errorf("only %d requests in the %s load: it did not run", seen.Total, name)
 		}
 	}
-}
-
-// e2eCopyModel copies model/ into the test's workspace and returns its path.
-func e2eCopyModel(t *testing.T, tmp string) string {
-	t.Helper()
-	modelDir := filepath.Join(tmp, "workspace", "model")
-	if err := os.CopyFS(modelDir, os.DirFS("model")); err != nil {
-		t.Fatalf("copy model/: %v", err)
-	}
-	return modelDir
 }
 
 func e2eSpecReplicas(d *appsv1.Deployment) int {

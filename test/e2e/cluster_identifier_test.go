@@ -85,7 +85,7 @@ func TestE2EClusterIdentifierMigration(t *testing.T) {
 		}, pulumi.Provider(provider))
 		return err
 	}
-	stack := fixture.NamedStack(ctx, t, pulumiEnv, "identifier", fixture.Project("identifier-migration"), program, nil)
+	stack := fixture.ProjectStack(ctx, t, pulumiEnv, "identifier", fixture.Project("identifier-migration"), program, nil)
 	uids := func() string {
 		ns, err := kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 		if err != nil {

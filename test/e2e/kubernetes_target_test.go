@@ -292,6 +292,16 @@ func TestE2EKubernetesTarget(t *testing.T) {
 	timed("whole e2e (including control plane)", testStart)
 }
 
+// e2eCopyModel copies model/ into the test's workspace and returns its path.
+func e2eCopyModel(t *testing.T, tmp string) string {
+	t.Helper()
+	modelDir := filepath.Join(tmp, "workspace", "model")
+	if err := os.CopyFS(modelDir, os.DirFS("model")); err != nil {
+		t.Fatalf("copy model/: %v", err)
+	}
+	return modelDir
+}
+
 // e2eStack is the stack of the program under test in env, with the project
 // settings of the repository's Pulumi.yaml (so its config defaults apply),
 // set to the target's configuration (pulumienv.KubernetesTarget) and more.

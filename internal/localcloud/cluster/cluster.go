@@ -115,14 +115,14 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if opts.Metrics {
 		if !opts.RealNode {
-			return nil, errors.New("localcluster: Metrics needs RealNode: kwok's pods use no CPU to measure")
+			return nil, errors.New("local cluster: Metrics needs RealNode: kwok's pods use no CPU to measure")
 		}
 		needed = append(slices.Clip(needed), metricsServerName)
 	}
 	for _, name := range needed {
 		path := filepath.Join(opts.BinDir, name)
 		if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
-			return nil, fmt.Errorf("localcluster: %s is not an executable in %q (run hack/toolchain.sh)", name, opts.BinDir)
+			return nil, fmt.Errorf("local cluster: %s is not an executable in %q (run hack/toolchain.sh)", name, opts.BinDir)
 		}
 		binaries[name] = path
 	}
@@ -130,10 +130,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c := &Cluster{Dir: opts.Dir}
 	if c.Dir != "" {
 		if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-			return nil, fmt.Errorf("localcluster: %w", err)
+			return nil, fmt.Errorf("local cluster: %w", err)
 		}
 	} else {
-		if c.Dir, err = os.MkdirTemp("", "localcluster-"); err != nil {
+		if c.Dir, err = os.MkdirTemp("", "local-cluster-"); err != nil {
 			return nil, err
 		}
 		c.removeDir = true
@@ -148,11 +148,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 	creds, err := writeCredentials(c.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("localcluster: credentials: %w", err)
+		return nil, fmt.Errorf("local cluster: credentials: %w", err)
 	}
 	ports, err := loopback.FreePorts(4)
 	if err != nil {
-		return nil, fmt.Errorf("localcluster: %w", err)
+		return nil, fmt.Errorf("local cluster: %w", err)
 	}
 	etcdClientPort, etcdPeerPort, apiserverPort, metricsPort := ports[0], ports[1], ports[2], ports[3]
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClientPort)
@@ -175,10 +175,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	start := func(name string, args ...string) error {
 		p, err := process.Start(name, binaries[name], filepath.Join(c.Dir, name+".log"), args, env)
 		if err != nil {
-			return fmt.Errorf("localcluster: %w", err)
+			return fmt.Errorf("local cluster: %w", err)
 		}
 		c.processes = append(c.processes, p)
-		logf("localcluster: started %s (pid %d)", name, p.Pid())
+		logf("local cluster: started %s (pid %d)", name, p.Pid())
 		return nil
 	}
 
@@ -239,7 +239,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	logf("localcluster: kube-apiserver ready on 127.0.0.1:%d", apiserverPort)
+	logf("local cluster: kube-apiserver ready on 127.0.0.1:%d", apiserverPort)
 
 	commonArgs := []string{
 		"--kubeconfig=" + kubeconfigPath,
@@ -277,7 +277,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			nodeOpts.Name = metricsNodeName
 		}
 		if c.Node, err = node.Start(ctx, nodeOpts); err != nil {
-			return nil, fmt.Errorf("localcluster: %w", err)
+			return nil, fmt.Errorf("local cluster: %w", err)
 		}
 	} else {
 		if err := start("kwok",
@@ -288,7 +288,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		for i := range opts.Nodes {
 			if _, err := clientset.CoreV1().Nodes().Create(readyCtx, fakeNode(fmt.Sprintf("kwok-node-%d", i)), metav1.CreateOptions{}); err != nil {
-				return nil, fmt.Errorf("localcluster: create fake node: %w", err)
+				return nil, fmt.Errorf("local cluster: create fake node: %w", err)
 			}
 		}
 	}
@@ -321,12 +321,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := c.startMetricsServer(readyCtx, start, kubeconfigPath, creds, metricsPort); err != nil {
 			return nil, err
 		}
-		logf("localcluster: metrics-server serves metrics.k8s.io on 127.0.0.1:%d", metricsPort)
+		logf("local cluster: metrics-server serves metrics.k8s.io on 127.0.0.1:%d", metricsPort)
 	}
 	if opts.RealNode {
-		logf("localcluster: ready with real node %s; logs in %s", c.Node.Name, c.Dir)
+		logf("local cluster: ready with real node %s; logs in %s", c.Node.Name, c.Dir)
 	} else {
-		logf("localcluster: ready with %d fake node(s); logs in %s", opts.Nodes, c.Dir)
+		logf("local cluster: ready with %d fake node(s); logs in %s", opts.Nodes, c.Dir)
 	}
 	return c, nil
 }
@@ -381,9 +381,9 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 		return nil
 	}
 	if !wait.Interrupted(pollErr) {
-		return fmt.Errorf("localcluster: waiting for %s: %w", what, pollErr)
+		return fmt.Errorf("local cluster: waiting for %s: %w", what, pollErr)
 	}
-	msg := fmt.Sprintf("localcluster: timed out waiting for %s: %v", what, lastErr)
+	msg := fmt.Sprintf("local cluster: timed out waiting for %s: %v", what, lastErr)
 	for _, p := range c.processes {
 		msg += fmt.Sprintf("\n--- end of %s ---\n%s", p.LogPath, process.TailFile(p.LogPath, 15))
 	}

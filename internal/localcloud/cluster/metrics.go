@@ -70,7 +70,7 @@ func (c *Cluster) startMetricsServer(ctx context.Context, start func(name string
 			Ports:        []corev1.ServicePort{{Name: "https", Port: int32(port)}},
 		},
 	}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("localcluster: metrics-server Service: %w", err)
+		return fmt.Errorf("local cluster: metrics-server Service: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(c.restConfig)
 	if err != nil {
@@ -95,7 +95,7 @@ func (c *Cluster) startMetricsServer(ctx context.Context, start func(name string
 	}}
 	apiServices := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 	if _, err := dyn.Resource(apiServices).Create(ctx, apiService, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("localcluster: metrics.k8s.io APIService: %w", err)
+		return fmt.Errorf("local cluster: metrics.k8s.io APIService: %w", err)
 	}
 
 	return c.waitFor(ctx, "the node's figures from metrics.k8s.io (metrics-server)", func(ctx context.Context) error {

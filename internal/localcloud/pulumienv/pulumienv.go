@@ -86,7 +86,12 @@ func (e *Env) InlineStack(ctx context.Context, stack string, project workspace.P
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	return s, s.SetAllConfig(ctx, config)
+	if len(config) > 0 {
+		if err := s.SetAllConfig(ctx, config); err != nil {
+			return auto.Stack{}, err
+		}
+	}
+	return s, nil
 }
 
 // KubernetesTarget is the stack configuration of the program on the
