@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a machine without a cloud (README "On a fresh machine"):
+# The whole deploy on a machine without a cloud (README "Try the whole deploy
+# on a local cluster"):
 # builds the model image from model/Dockerfile on stand-in bases made from
 # Debian packages, pushes it to a registry on 127.0.0.1, deploys it by that
 # digest with the real Pulumi engine and Kubernetes provider to a throwaway
@@ -14,12 +15,30 @@
 #
 # Installs the system packages it needs (hack/deps.sh deploy: Docker, runc,
 # the CNI plugins, iptables, iproute2, debootstrap); starts dockerd when no engine
-# answers, and stops it again at the end. The first run builds the toolchain
-# and the stand-in bases, both cached after (README "On a fresh machine").
+# answers, and stops it again at the end. The first run builds the toolchain,
+# the stand-in bases and cmd/local, all cached after (docs/testing.md,
+# "What a first run costs").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "$(id -u)" != 0 ]; then
 	echo "local-deploy.sh: needs root (the real node runs containers, and Docker builds the image); run: sudo $0 $*" >&2
+	exit 1
+fi
+# sudo replaces PATH with its secure_path, which on Debian and Ubuntu lacks
+# /usr/local/go/bin, where Go's own installer puts it: look there before
+# giving up, and say what to type when Go is elsewhere.
+if ! command -v go >/dev/null; then
+	for dir in /usr/local/go/bin /usr/lib/go/bin; do
+		if [ -x "$dir/go" ]; then
+			echo "local-deploy.sh: Go is not on root's PATH (sudo resets it); using $dir/go" >&2
+			PATH=$dir:$PATH
+			export PATH
+			break
+		fi
+	done
+fi
+if ! command -v go >/dev/null; then
+	echo "local-deploy.sh: Go is not on root's PATH (sudo resets PATH to its secure_path); run: sudo env \"PATH=\$PATH\" $0 $*" >&2
 	exit 1
 fi
 hack/deps.sh deploy
@@ -29,4 +48,12 @@ if ! docker version >/dev/null 2>&1; then
 fi
 MLOPS_TOOLCHAIN_BIN=$(hack/toolchain.sh)
 export MLOPS_TOOLCHAIN_BIN
-go run ./cmd/local "$@"
+# Built once into the cache, not `go run`: the first compile of cmd/local
+# (the Pulumi engine's Automation API, the Kubernetes client) takes minutes
+# and would otherwise print nothing.
+bin=${MLOPS_CACHE:-$HOME/.cache/mlops}/bin/mlops-local
+if [ ! -x "$bin" ]; then
+	echo "local-deploy.sh: compiling cmd/local the first time (about 6 minutes on 2 cores with an empty Go build cache; seconds after)" >&2
+fi
+go build -o "$bin" ./cmd/local
+"$bin" "$@"

@@ -14,5 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${MLOPS_PROGRAM_BIN:-bin/mlops}
 # stdout is the program's: Pulumi shows it. go build writes only errors, to
 # stderr.
+# The first build compiles the whole program, pulumi-gcp most of it, and
+# go build prints nothing meanwhile: say so on stderr (stdout is Pulumi's).
+if [ ! -x "$bin" ]; then
+	echo "hack/program.sh: compiling the Pulumi program into $bin the first time (go build; about 10 minutes on 2 cores with an empty Go build cache, seconds after)" >&2
+fi
 go build -o "$bin" .
 exec "$bin" "$@"

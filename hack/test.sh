@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README "Tests"; CI's .ci/run calls it), in two
+# The project's test command (README "Run the tests", docs/testing.md; CI's
+# .ci/run calls it), in two
 # tiers named for what they need (internal/testenv decides, per test):
 #
 #   hack/test.sh              the full tier (MLOPS_TEST_TIER=full): every proof
@@ -11,8 +12,8 @@
 #    and, each pinned and cached under
 #    ${MLOPS_CACHE:-$HOME/.cache/mlops}: actionlint and the onnxruntime
 #    library; the full tier also the toolchain of the end-to-end test (pulumi
-#    CLI, Kubernetes provider, local control plane; ~19 min the first time on
-#    2 cores, 0.04 s after);
+#    CLI, Kubernetes provider, local control plane; what it costs the first
+#    time: docs/testing.md, "What a first run costs"; a lookup after);
 # 2. check formatting and vet both Go modules (the program, and model/);
 # 3. run every test of both modules. In the full tier a test that lacks what
 #    it needs (root, a Docker engine with the stand-in bases, the toolchain,

@@ -80,7 +80,7 @@ func (c *Collisions) Cluster(cluster *GKECluster) {
 				}
 			}
 			if len(notes) > 0 {
-				res.note = strings.Join(notes, " and ") + ": it cannot be adopted as it is (see the README, \"Coming from the guide\")"
+				res.note = strings.Join(notes, " and ") + ": it cannot be adopted as it is (see docs/coming-from-the-guide.md)"
 			}
 			return res, nil
 		}})

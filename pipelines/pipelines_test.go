@@ -1619,7 +1619,10 @@ func githubAnchor(heading string) string {
 	return b.String()
 }
 
-// docTexts is the README's "Continuous deployment" section.
+// docTexts is the setup of continuous deployment: the README's "Continuous
+// deployment" section, where the pipelines point, and the pages it leads
+// to (the GKE steps, CI on GitHub and GitLab, the security model,
+// troubleshooting), read as one.
 func docTexts(t *testing.T) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "README.md"))
@@ -1635,7 +1638,15 @@ func docTexts(t *testing.T) map[string]string {
 	if j := strings.Index(section[3:], "\n## "); j >= 0 {
 		section = section[:j+3]
 	}
-	return map[string]string{"README.md#continuous-deployment": section}
+	pages := []string{"docs/gke.md", "docs/ci-github.md", "docs/ci-gitlab.md", "docs/security.md", "docs/troubleshooting.md"}
+	for _, page := range pages {
+		b, err := os.ReadFile(filepath.Join(root, page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		section += "\n" + string(b)
+	}
+	return map[string]string{"README.md#continuous-deployment and " + strings.Join(pages, ", "): section}
 }
 
 // ---------------------------------------------------------------------------

@@ -1107,7 +1107,9 @@ func TestProgramScript(t *testing.T) {
 		}
 	}
 	// runIt returns the program's output and whether go linked it (GOFLAGS=-x
-	// lists the commands go runs on stderr).
+	// lists the commands go runs on stderr); announced says whether the
+	// script said, before building, that the first build takes minutes.
+	var announced bool
 	runIt := func() (string, bool) {
 		t.Helper()
 		// The language host may start it from elsewhere.
@@ -1117,13 +1119,14 @@ func TestProgramScript(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d:\n%s\n%s", code, out, log)
 		}
+		announced = strings.HasPrefix(string(log), "hack/program.sh: compiling the Pulumi program into bin/mlops the first time (go build; about ")
 		return out, regexp.MustCompile(`(?m)/link -o `).Match(log)
 	}
-	if out, linked := runIt(); out != "one [--flag] 127.0.0.1:1\n" || !linked {
-		t.Errorf("first run: output %q, linked %v; want the program's own output, with its arguments and environment", out, linked)
+	if out, linked := runIt(); out != "one [--flag] 127.0.0.1:1\n" || !linked || !announced {
+		t.Errorf("first run: output %q, linked %v, announced %v; want the program's own output, with its arguments and environment, after one line on stderr saying the first build takes minutes", out, linked, announced)
 	}
-	if out, linked := runIt(); linked || !strings.HasPrefix(out, "one ") {
-		t.Errorf("second run, nothing changed: linked %v (output %q), want no link", linked, out)
+	if out, linked := runIt(); linked || !strings.HasPrefix(out, "one ") || announced {
+		t.Errorf("second run, nothing changed: linked %v (output %q), announced %v; want no link and no announcement", linked, out, announced)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(files["main.go"], `"one"`, `"two"`, 1)), 0o644); err != nil {
 		t.Fatal(err)

@@ -181,7 +181,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			Replicas:      r.intAtLeast("replicas", 1),
 			CPURequest:    r.quantity("cpuRequest"),
 			CPULimit:      r.quantity("cpuLimit"),
-			MemoryRequest: r.quantity("memoryRequest"),
+			MemoryRequest: r.optionalQuantity("memoryRequest"),
 			MemoryLimit:   r.quantity("memoryLimit"),
 			Type:          r.oneOf("serviceType", "LoadBalancer", "NodePort", "ClusterIP"),
 			Port:          r.port("servicePort"),
@@ -190,9 +190,6 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 		},
 	}
 	r.autoscaling(&c.Serve)
-	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)
-	r.requestWithinLimit("memoryRequest", c.Serve.MemoryRequest, "memoryLimit", c.Serve.MemoryLimit)
-	r.atLeastQuantity("memoryLimit", c.Serve.MemoryLimit, MinMemoryLimit, "what the model server needs at its defaults")
 	r.platform("platform", c.Model.Platform)
 	r.pinnedImage("image", c.Model.Image)
 	r.modelGate(&c.Model)
@@ -200,11 +197,18 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 	switch c.Target {
 	case TargetGKE:
 		c.GCP, c.CI = r.gcp(ctx), r.ci()
-		if c.GCP.Autopilot {
-			r.autopilotResources(c.Serve)
-		}
 	case TargetKubernetes:
 		c.Remote = r.existing(c.Model.Image)
+	}
+	autopilot := c.Target == TargetGKE && c.GCP.Autopilot
+	if c.Serve.MemoryRequest == "" {
+		c.Serve.MemoryRequest = defaultMemoryRequest(c.Serve.CPURequest, autopilot)
+	}
+	r.requestWithinLimit("cpuRequest", c.Serve.CPURequest, "cpuLimit", c.Serve.CPULimit)
+	r.requestWithinLimit("memoryRequest", c.Serve.MemoryRequest, "memoryLimit", c.Serve.MemoryLimit)
+	r.atLeastQuantity("memoryLimit", c.Serve.MemoryLimit, MinMemoryLimit, "what the model server needs at its defaults")
+	if autopilot {
+		r.autopilotResources(c.Serve)
 	}
 
 	if c.Model.Dir == "" {
@@ -352,6 +356,29 @@ func (r *reader) autopilotResources(s Service) {
 	}
 }
 
+// DefaultMemoryRequest is a model server pod's memory request when
+// mlops:memoryRequest is not set, on a Standard cluster or an existing one:
+// the server's working set at rest is about 60 MiB, and the default limit
+// (256Mi) leaves room for bursts.
+const DefaultMemoryRequest = "128Mi"
+
+// defaultMemoryRequest is the memory request of a stack that sets none. On
+// Autopilot, DefaultMemoryRequest with the default cpuRequest (250m) is
+// below Autopilot's 1 GiB per vCPU, and a setting the user never touched
+// must not be the error: the request becomes 1 GiB per vCPU of cpuRequest
+// (256Mi at 250m), never less than DefaultMemoryRequest. An invalid
+// cpuRequest is reported on its own; the default then stays as it is.
+func defaultMemoryRequest(cpuRequest string, autopilot bool) string {
+	cpu, err := resource.ParseQuantity(cpuRequest)
+	if !autopilot || err != nil || cpu.Sign() <= 0 {
+		return DefaultMemoryRequest
+	}
+	floor := resource.MustParse(DefaultMemoryRequest)
+	least := floor.Value()
+	perVCPU := int64(math.Ceil(AutopilotMinMemoryPerVCPU * float64(cpu.MilliValue()) / millicoresPerVCPU * bytesPerGiB))
+	return mebibytes(max(least, perVCPU))
+}
+
 // mebibytes is n bytes as a quantity in Mi, rounded up.
 func mebibytes(n int64) string { return fmt.Sprintf("%dMi", (n+(1<<20)-1)>>20) }
 
@@ -404,7 +431,7 @@ func (r *reader) ci() CI {
 		// state; the keyless previews read the state and run the pull
 		// request's own code with the passphrase, so any branch could
 		// decrypt a deploy key that never expires.
-		r.fail("ciJsonKey", "true", fmt.Sprintf("false with ciPlatform %s: the JSON key would be kept in the state (the secret output ciServiceAccountKey), which every keyless preview, running a pull request's own code with the passphrase, can decrypt: any branch would hold a deploy key that never expires. Keep keyless, or set ciPlatform to none for a CI without OIDC (README, \"Alternatives\")", c.Platform))
+		r.fail("ciJsonKey", "true", fmt.Sprintf("false with ciPlatform %s: the JSON key would be kept in the state (the secret output ciServiceAccountKey), which every keyless preview, running a pull request's own code with the passphrase, can decrypt: any branch would hold a deploy key that never expires. Keep keyless, or set ciPlatform to none for a CI without OIDC (docs/security.md, \"Alternatives\")", c.Platform))
 	}
 	if c.StateBucket != "" && !bucketPattern.MatchString(c.StateBucket) {
 		r.fail("stateBucket", c.StateBucket, "a GCS bucket name (without gs://), or empty")
@@ -528,6 +555,14 @@ func (r *reader) quantity(key string) string {
 		r.fail(key, v, "a positive Kubernetes quantity such as 250m, 1, 128Mi or 1Gi")
 	}
 	return v
+}
+
+// optionalQuantity is a quantity that may be left empty ("" is returned).
+func (r *reader) optionalQuantity(key string) string {
+	if r.str(key) == "" {
+		return ""
+	}
+	return r.quantity(key)
 }
 
 // MinMemoryLimit is the least memory a model server pod may be given. The

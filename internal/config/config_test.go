@@ -43,7 +43,7 @@ func TestDevStackLoadsWithTheGuidesDefaults(t *testing.T) {
 		t.Fatalf("the dev stack does not load: %v", err)
 	}
 	if c.Target != TargetGKE || c.GCP.Zone != "europe-west6-a" || c.GCP.MachineType != "e2-standard-2" ||
-		c.GCP.NodeCount != 2 || c.GCP.ClusterName != "mlops-kubernetes" || c.Serve.Namespace != "live" ||
+		c.GCP.NodeCount != 2 || c.GCP.ClusterName != "mlops-planets" || c.Serve.Namespace != "live" ||
 		c.Serve.Port != 8080 || c.Serve.Type != "LoadBalancer" || c.GCP.DeletionProtection {
 		t.Errorf("dev stack = %+v", c)
 	}
@@ -260,7 +260,8 @@ func TestAJSONKeyIsRefusedWithKeylessPreviews(t *testing.T) {
 // TestAutopilotRequestsAreOnesAutopilotKeeps: Autopilot raises requests
 // below 1 GiB of memory per vCPU (and CPU above 6.5 GiB per vCPU), below
 // 50m CPU or 52Mi memory; the Deployment would then never match what the
-// program declares. The defaults (250m, 128Mi) are such a case.
+// program declares. 250m with 128Mi is such a case; a stack that sets no
+// memoryRequest gets one Autopilot keeps instead.
 func TestAutopilotRequestsAreOnesAutopilotKeeps(t *testing.T) {
 	for _, tc := range []struct {
 		cpu, memory string
@@ -283,6 +284,31 @@ func TestAutopilotRequestsAreOnesAutopilotKeeps(t *testing.T) {
 				t.Errorf("error %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+	// A stack that sets no memory request gets one Autopilot keeps: 1 GiB
+	// per vCPU of cpuRequest, and the Standard default elsewhere.
+	for _, tc := range []struct {
+		overrides map[string]string
+		want      string
+	}{
+		{map[string]string{"mlops:autopilot": "true"}, "256Mi"},
+		{map[string]string{"mlops:autopilot": "true", "mlops:cpuRequest": "500m", "mlops:memoryLimit": "1Gi"}, "512Mi"},
+		{map[string]string{"mlops:autopilot": "true", "mlops:cpuRequest": "100m"}, "128Mi"},
+		{map[string]string{}, "128Mi"},
+		{map[string]string{"mlops:target": "kubernetes", "mlops:registry": "localhost:5001/planets"}, "128Mi"},
+	} {
+		c, err := load(t, tc.overrides)
+		if err != nil {
+			t.Errorf("%v without a memoryRequest: refused: %v", tc.overrides, err)
+			continue
+		}
+		if c.Serve.MemoryRequest != tc.want {
+			t.Errorf("%v without a memoryRequest: memoryRequest %s, want %s", tc.overrides, c.Serve.MemoryRequest, tc.want)
+		}
+	}
+	// A request the user set is theirs: too small for Autopilot is refused, not raised.
+	if _, err := load(t, map[string]string{"mlops:autopilot": "true", "mlops:memoryRequest": "128Mi"}); err == nil {
+		t.Error("autopilot with memoryRequest 128Mi set by the user: accepted")
 	}
 	// A Standard cluster keeps any request within its limit.
 	if _, err := load(t, map[string]string{"mlops:cpuRequest": "250m", "mlops:memoryRequest": "128Mi"}); err != nil {

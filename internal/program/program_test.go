@@ -167,7 +167,7 @@ func TestGKEStackDeclaresTheWholeDeployment(t *testing.T) {
 
 	wantOutputs := map[string]any{
 		"endpoint":                     "http://" + mocktest.StaticIP + ":8080",
-		"clusterName":                  "mlops-kubernetes",
+		"clusterName":                  "mlops-planets",
 		"ciServiceAccountEmail":        "mlops-ci@" + testProject + ".iam.gserviceaccount.com",
 		"workloadIdentityProvider":     "projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/" + ciPool + "/providers/github",
 		"ciPreviewServiceAccountEmail": "mlops-preview@" + testProject + ".iam.gserviceaccount.com",
@@ -204,7 +204,7 @@ func TestRolesGrantedAreExactlyTheIntendedOnes(t *testing.T) {
 	ci := "serviceAccount:mlops-ci@" + testProject + ".iam.gserviceaccount.com"
 	preview := "serviceAccount:mlops-preview@" + testProject + ".iam.gserviceaccount.com"
 	pool := "principalSet://iam.googleapis.com/projects/" + mocktest.ProjectNumber + "/locations/global/workloadIdentityPools/" + ciPool
-	nodes := "serviceAccount:mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com"
+	nodes := "serviceAccount:mlops-planets-nodes@" + testProject + ".iam.gserviceaccount.com"
 	repo := "projects/" + testProject + "/locations/europe-west6/repositories/mlops"
 	want := []string{
 		"project " + testProject + " roles/container.clusterViewer " + ci,
@@ -399,8 +399,8 @@ func TestLocalExampleStackBuildsAndPushesToTheLocalRegistry(t *testing.T) {
 	if got := image.Str("registry.server"); got != "localhost:5001" {
 		t.Errorf("registry server = %q", got)
 	}
-	if got := mocks.One(t, "pulumi:providers:kubernetes").Str("context"); got != "kind-mlops" {
-		t.Errorf("context = %q", got)
+	if got := mocks.One(t, "pulumi:providers:kubernetes").Str("context"); got != "" {
+		t.Errorf("context = %q, want none (the kubeconfig's current context)", got)
 	}
 	if n := len(mocks.OfType("kubernetes:policy/v1:PodDisruptionBudget")); n != 0 {
 		t.Errorf("one replica, yet %d PodDisruptionBudgets", n)
@@ -492,8 +492,10 @@ func lookupsOf(mocks *mocktest.Mocks) []string {
 }
 
 // The guide's project: what it made by hand, by the ids `pulumi import` takes.
+const guideClusterID = "projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes"
+
 var guideCluster = map[string]map[string]any{
-	"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes": {
+	guideClusterID: {
 		"name": "mlops-kubernetes", "nodePools": []any{map[string]any{"name": "default-pool"}},
 	},
 }
@@ -521,6 +523,15 @@ func TestFirstPreviewLooksUpEveryNameItWouldTake(t *testing.T) {
 	}
 	if got := lookupsOf(mocks); !slices.Equal(got, want) {
 		t.Errorf("lookups %v, want %v", got, want)
+	}
+}
+
+// A project the guide set up: the default cluster name is not the guide's,
+// so the first preview of a stack with the defaults goes through.
+func TestTheGuidesClusterDoesNotStopAStackWithTheDefaults(t *testing.T) {
+	w := newWorkspace(t, previewablePrebuilt)
+	if err := w.preview(t, &mocktest.Mocks{Cloud: guideCluster}); err != nil {
+		t.Fatalf("the first preview in the guide's project failed: %v", err)
 	}
 }
 
@@ -558,15 +569,21 @@ func TestCollisionsStopThePreviewWithTheWaysForward(t *testing.T) {
 				"The service account mlops-preview@" + project + ".iam.gserviceaccount.com exists already in project " + project + ", and this stack did not create it.",
 				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"ci-preview","id":"projects/` + project + `/serviceAccounts/mlops-preview@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
 			}},
-		{"the nodes' service account", "projects/" + project + "/serviceAccounts/mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com", "clusterName", map[string]any{},
+		{"the nodes' service account", "projects/" + project + "/serviceAccounts/mlops-planets-nodes@" + project + ".iam.gserviceaccount.com", "clusterName", map[string]any{},
 			[]string{
-				"The service account mlops-kubernetes-nodes@" + project + ".iam.gserviceaccount.com exists already in project " + project,
-				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"cluster-nodes","id":"projects/` + project + `/serviceAccounts/mlops-kubernetes-nodes@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
+				"The service account mlops-planets-nodes@" + project + ".iam.gserviceaccount.com exists already in project " + project,
+				`{"type":"gcp:serviceaccount/account:Account","name":"resource","logicalName":"cluster-nodes","id":"projects/` + project + `/serviceAccounts/mlops-planets-nodes@` + project + `.iam.gserviceaccount.com","parent":"parent"}`,
 			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWorkspace(t, nil)
+			var overrides map[string]string
+			if tt.id == guideClusterID {
+				// A stack that kept the guide's name, as stacks created
+				// before the default changed pin it.
+				overrides = map[string]string{"mlops:clusterName": "mlops-kubernetes"}
+			}
+			w := newWorkspace(t, overrides)
 			mocks := &mocktest.Mocks{Cloud: map[string]map[string]any{tt.id: tt.cloud}}
 			err := w.preview(t, mocks)
 			if err == nil {
@@ -592,12 +609,12 @@ func TestReRunOfAnExistingStackLooksNothingUp(t *testing.T) {
 	w := newWorkspace(t, nil)
 	state := stateOf(t, w)
 	ours := map[string]map[string]any{
-		"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-kubernetes":                                 {},
-		"projects/" + testProject + "/locations/europe-west6/repositories/mlops":                                          {},
-		"projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com":               {},
-		"projects/" + testProject + "/serviceAccounts/mlops-preview@" + testProject + ".iam.gserviceaccount.com":          {},
-		"projects/" + testProject + "/locations/global/workloadIdentityPools/" + ciPool:                                   {},
-		"projects/" + testProject + "/serviceAccounts/mlops-kubernetes-nodes@" + testProject + ".iam.gserviceaccount.com": {},
+		"projects/" + testProject + "/locations/europe-west6-a/clusters/mlops-planets":                                 {},
+		"projects/" + testProject + "/locations/europe-west6/repositories/mlops":                                       {},
+		"projects/" + testProject + "/serviceAccounts/mlops-ci@" + testProject + ".iam.gserviceaccount.com":            {},
+		"projects/" + testProject + "/serviceAccounts/mlops-preview@" + testProject + ".iam.gserviceaccount.com":       {},
+		"projects/" + testProject + "/locations/global/workloadIdentityPools/" + ciPool:                                {},
+		"projects/" + testProject + "/serviceAccounts/mlops-planets-nodes@" + testProject + ".iam.gserviceaccount.com": {},
 	}
 	ciCannotReadIAM := map[string]bool{
 		"gcp:serviceaccount/getAccount:getAccount":                true,
