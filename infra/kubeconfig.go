@@ -25,7 +25,7 @@ func gkeKubeconfig(name, endpoint, caBase64 string) (string, error) {
 		Exec: &clientcmdapi.ExecConfig{
 			APIVersion:         "client.authentication.k8s.io/v1beta1",
 			Command:            "gke-gcloud-auth-plugin",
-			InstallHint:        "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin (docs/gke.md, "Prerequisites").",
+			InstallHint:        "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin (docs/gke.md, Prerequisites).",
 			ProvideClusterInfo: true,
 			InteractiveMode:    clientcmdapi.IfAvailableExecInteractiveMode,
 		},
