@@ -223,3 +223,40 @@ func TestACorruptedOrMissingDVCObjectIsRefusedBeforeAnyBuild(t *testing.T) {
 		})
 	}
 }
+
+// On an existing cluster a local-directory remote serves too (a workstation,
+// the local cluster): `url = ../dvc-store` is relative to .dvc/, and the
+// DVC 2 layout (no `hash` in dvc.lock) puts the object at the remote's root.
+// No bucket, so no bucket grant.
+func TestALocalDVCRemoteServesAnExistingCluster(t *testing.T) {
+	fakegcs.NoServer(t)
+	w := newDVCWorkspace(t, map[string]string{
+		"mlops:target":      "kubernetes",
+		"mlops:registry":    "localhost:5001/planets",
+		"mlops:kubeconfig":  "apiVersion: v1\nkind: Config\n",
+		"mlops:kubeContext": "kind-mlops",
+		"mlops:serviceType": "ClusterIP",
+	})
+	os.WriteFile(filepath.Join(w.root, ".dvc", "config"), []byte("[core]\n    remote = local\n['remote \"local\"']\n    url = ../dvc-store\n"), 0o644)
+	lock, err := os.ReadFile(filepath.Join(w.root, "dvc.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same lock as DVC 2 wrote it: no `hash: md5` lines.
+	os.WriteFile(filepath.Join(w.root, "dvc.lock"), bytes.ReplaceAll(lock, []byte("      hash: md5\n"), nil), 0o644)
+	object := filepath.Join(w.root, "dvc-store", "0e", "58ef2c0057a92d656189cb73d8e649")
+	os.MkdirAll(filepath.Dir(object), 0o755)
+	model := seed78Model(t)
+	os.WriteFile(object, model, 0o644)
+
+	mocks, err := w.runDVC(t, false)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if staged, err := stagedModel(w); err != nil || !bytes.Equal(staged, model) {
+		t.Errorf("staged model: %d bytes, %v", len(staged), err)
+	}
+	if n := len(mocks.OfType("gcp:storage/bucketIAMMember:BucketIAMMember")); n != 0 {
+		t.Errorf("%d bucket grants on an existing cluster, want none", n)
+	}
+}
