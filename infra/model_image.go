@@ -93,7 +93,7 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 			return nil, err
 		}
 		if !complete {
-			if err := ctx.Log.Info(fmt.Sprintf("model image: the model file DVC tracks is not staged for fingerprint %.12s; an up fetches it from the DVC remote and builds, so this preview shows the image as changing", args.Model.Fingerprint), &pulumi.LogArgs{Resource: c}); err != nil {
+			if err := ctx.Log.Info(fmt.Sprintf("model image: the model file DVC tracks is not staged for fingerprint %.12s, and neither the checkout nor DVC's cache (.dvc/cache) holds it; an up fetches it from the DVC remote, so this preview shows the image as changing (in CI: the cache of .dvc/cache was missed)", args.Model.Fingerprint), &pulumi.LogArgs{Resource: c}); err != nil {
 				return nil, err
 			}
 		}

@@ -59,6 +59,13 @@ type External struct {
 	// Fetch writes the file's bytes to w, verified against MD5 and Size,
 	// or returns an error saying where they were looked for.
 	Fetch func(w io.Writer) error
+	// Cache, when set, is a file that may hold a copy (DVC's local cache
+	// entry for MD5: what `dvc pull` leaves, and what CI restores from its
+	// cache into a fresh checkout). The stage uses it when it has MD5 and
+	// Size, and writes a fetched copy there, so a checkout whose cache
+	// is kept (actions/cache, GitLab's cache) stages the same context
+	// without fetching, in a preview too.
+	Cache string
 }
 
 // entry is one file of the build context, as the fingerprint sees it.

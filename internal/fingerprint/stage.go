@@ -116,10 +116,14 @@ func stageExternal(dir, dst string, e *External, fetch bool) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return false, err
 	}
-	// A copy in the directory is used when it verifies; checked as it is
-	// copied, so a file that changes meanwhile is not staged.
-	if copyVerified(filepath.Join(dir, filepath.FromSlash(e.Path)), target, e.MD5, e.Size) {
-		return true, nil
+	// A copy in the directory, or else in the cache, is used when it
+	// verifies; checked as it is copied, so a file that changes meanwhile
+	// (or a cache restored from elsewhere that holds other bytes) is not
+	// staged.
+	for _, candidate := range []string{filepath.Join(dir, filepath.FromSlash(e.Path)), e.Cache} {
+		if candidate != "" && copyVerified(candidate, target, e.MD5, e.Size) {
+			return true, nil
+		}
 	}
 	if !fetch {
 		return false, nil
@@ -135,7 +139,44 @@ func stageExternal(dir, dst string, e *External, fetch bool) (bool, error) {
 	if err := out.Close(); err != nil {
 		return false, err
 	}
-	return true, os.Chmod(target, 0o644)
+	if err := os.Chmod(target, 0o644); err != nil {
+		return false, err
+	}
+	if e.Cache != "" {
+		if err := keepInCache(target, e.Cache); err != nil {
+			return false, fmt.Errorf("keeping the fetched %s (md5 %s) in %s: %w", e.Path, e.MD5, e.Cache, err)
+		}
+	}
+	return true, nil
+}
+
+// keepInCache copies the verified file src to cache, whole or not at all
+// (a temporary file renamed), read-only as DVC keeps its cache entries.
+func keepInCache(src, cache string) error {
+	if err := os.MkdirAll(filepath.Dir(cache), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(cache), filepath.Base(cache)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), cache)
 }
 
 // copyVerified copies src to dst when src is a regular file of the given

@@ -18,6 +18,10 @@ type dvcModel struct {
 	output dvc.Output
 	remote dvc.Remote
 	fetch  *dvc.Fetcher
+	// cache is the model's entry in DVC's local cache of the repository
+	// (.dvc/cache/<object key>, the remote's layout): filled by dvc pull,
+	// by a fetch here, or by CI's cache of .dvc/cache in a fresh checkout.
+	cache string
 }
 
 // readDVCModel reads what m.DVCFile records of the model file
@@ -60,7 +64,12 @@ func readDVCModel(m config.Model, target config.Target) (*dvcModel, error) {
 	if target == config.TargetGKE && !remote.IsGCS() {
 		return nil, fmt.Errorf("%s:modelDvcRemote: the DVC remote %q is %s; expected a gs:// remote with target gke: the pipelines fetch the model from its bucket as the deploy identity, which the stack lets read that bucket only", config.Namespace, remote.Name, remote.URL)
 	}
-	return &dvcModel{output: out, remote: remote, fetch: dvc.NewFetcher(remote)}, nil
+	return &dvcModel{
+		output: out,
+		remote: remote,
+		fetch:  dvc.NewFetcher(remote),
+		cache:  filepath.Join(repo, ".dvc", "cache", filepath.FromSlash(out.ObjectKey())),
+	}, nil
 }
 
 // external is the model file as the fingerprint sees it: DVC's MD5 and
@@ -73,5 +82,6 @@ func (d *dvcModel) external(ctx context.Context) fingerprint.External {
 		Fetch: func(w io.Writer) error {
 			return d.fetch.Fetch(ctx, d.output, w)
 		},
+		Cache: d.cache,
 	}
 }

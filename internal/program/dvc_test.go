@@ -2,6 +2,9 @@ package program
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -259,4 +262,112 @@ func TestALocalDVCRemoteServesAnExistingCluster(t *testing.T) {
 	if n := len(mocks.OfType("gcp:storage/bucketIAMMember:BucketIAMMember")); n != 0 {
 		t.Errorf("%d bucket grants on an existing cluster, want none", n)
 	}
+}
+
+// CI runs every job in a fresh checkout: no staged context, no model file.
+// The workflows keep DVC's cache (.dvc/cache) in the CI cache, keyed by
+// dvc.lock, and restore it before the preview and the up; the program
+// stages the model from it once it verifies. So a pull request's preview
+// in a fresh checkout stages exactly the context the deploy built (the
+// docker provider, which hashes the context, plans no change) without a
+// request, and the deploy's no-op up fetches nothing either. A restored
+// cache entry that is not the recorded model is not used: the up fetches.
+func TestAFreshCheckoutWithDVCsCacheRestoredStagesTheBuiltContextWithoutRequests(t *testing.T) {
+	server := fakegcs.Start(t)
+	model := seed78Model(t)
+	server.Put(dvcBucket, dvcObject, model)
+	cacheEntry := filepath.Join(".dvc", "cache", filepath.FromSlash(dvcObject[len("dvcstore/"):]))
+
+	// The deploy on the default branch: fetches, builds, keeps the model
+	// in DVC's cache, which the workflow then saves.
+	deployed := newDVCWorkspace(t, nil)
+	mocks, err := deployed.runDVC(t, false)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	tag := mocks.One(t, "docker:index/image:Image").Str("imageName")
+	built := treeDigest(t, filepath.Join(deployed.root, filepath.FromSlash(fingerprint.StagingDir)))
+	cached, err := os.ReadFile(filepath.Join(deployed.root, cacheEntry))
+	if err != nil || !bytes.Equal(cached, model) {
+		t.Fatalf("DVC's cache after the fetch: %d bytes, %v; want the model's %d bytes", len(cached), err, len(model))
+	}
+	requests := server.Requests()
+
+	// A pull request's job: a fresh checkout, the cache restored.
+	fresh := newDVCWorkspace(t, nil)
+	restore := func(content []byte) {
+		t.Helper()
+		path := filepath.Join(fresh.root, cacheEntry)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		os.Remove(path)
+		if err := os.WriteFile(path, content, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore(cached)
+	mocks, err = fresh.runDVC(t, true)
+	if err != nil {
+		t.Fatalf("preview: %v", err)
+	}
+	if n := server.Requests() - requests; n != 0 {
+		t.Errorf("the preview in a fresh checkout sent %d requests to Cloud Storage, want 0", n)
+	}
+	if got := mocks.One(t, "docker:index/image:Image").Str("imageName"); got != tag {
+		t.Errorf("the preview tags %s, the deploy built %s", got, tag)
+	}
+	if got := treeDigest(t, filepath.Join(fresh.root, filepath.FromSlash(fingerprint.StagingDir))); got != built {
+		t.Errorf("the preview staged another build context (%s) than the deploy built (%s): the image would show as changing", got, built)
+	}
+
+	// The deploy job's no-op up in a fresh checkout fetches nothing.
+	if _, err := fresh.runDVC(t, false); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if n := server.Requests() - requests; n != 0 {
+		t.Errorf("the no-op up in a fresh checkout sent %d requests to Cloud Storage, want 0", n)
+	}
+
+	// A cache entry that is not the recorded model is not staged.
+	fresh = newDVCWorkspace(t, nil)
+	corrupted := bytes.Clone(model)
+	corrupted[len(corrupted)/2] ^= 0xff
+	restore(corrupted)
+	if _, err := fresh.runDVC(t, false); err != nil {
+		t.Fatalf("up over a corrupted cache: %v", err)
+	}
+	if server.Requests() == requests {
+		t.Error("the up staged a cache entry of other bytes without fetching")
+	}
+	if staged, err := stagedModel(fresh); err != nil || !bytes.Equal(staged, model) {
+		t.Errorf("staged over a corrupted cache: %d bytes, %v; want the remote's model", len(staged), err)
+	}
+}
+
+// treeDigest is a digest of every path, mode and content under dir.
+func treeDigest(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		fmt.Fprintf(h, "%s\x00%v\x00", rel, info.Mode())
+		if info.Mode().IsRegular() {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			h.Write(raw)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the staged context: %v", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
