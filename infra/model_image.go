@@ -2,6 +2,7 @@ package infra
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -83,7 +84,22 @@ func NewModelImage(ctx *pulumi.Context, name string, args *ModelImageArgs, opts 
 		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"ref": c.Ref})
 	}
 
-	if err := args.Model.Stage(filepath.Join(args.ProjectRoot, args.StagingDir)); err != nil {
+	// A preview fetches nothing: a model DVC tracks is staged only when an
+	// image is to be built (fingerprint.BuildContext.StageWithoutFetching).
+	staged := filepath.Join(args.ProjectRoot, args.StagingDir)
+	if ctx.DryRun() {
+		complete, err := args.Model.StageWithoutFetching(staged)
+		if err != nil {
+			return nil, err
+		}
+		if !complete {
+			if err := ctx.Log.Info(fmt.Sprintf("model image: the model file DVC tracks is not staged for fingerprint %.12s, and neither the checkout nor DVC's cache (.dvc/cache) holds it; an up fetches it from the DVC remote, so this preview shows the image as changing (in CI: the cache of .dvc/cache was missed)", args.Model.Fingerprint), &pulumi.LogArgs{Resource: c}); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := args.Model.Stage(staged); err != nil {
+		// A model fetched from DVC that is missing or not the recorded one
+		// stops here: nothing is built, pushed or rolled out.
 		return nil, err
 	}
 

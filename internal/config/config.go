@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -128,6 +129,12 @@ type Model struct {
 	// BaselineReport (BaselineReportEnv; "" when not given).
 	Gate           modelreport.Gate
 	BaselineReport string
+	// DVCFile, when not empty, is the dvc.lock or `.dvc` file recording the
+	// model file (modelreport.ModelPath in Dir) as a DVC output: the model
+	// is then known by the MD5 DVC recorded and fetched from DVCRemote (""
+	// is .dvc/config's default remote) only to build an image.
+	DVCFile   string
+	DVCRemote string
 }
 
 // Service is how the model is served.
@@ -174,6 +181,9 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 			Dir:      r.str("modelDir"),
 			Platform: r.str("platform"),
 			Image:    r.str("image"),
+
+			DVCFile:   r.str("modelDvcFile"),
+			DVCRemote: r.str("modelDvcRemote"),
 		},
 		Serve: Service{
 			Namespace:     r.dnsLabel("namespace"),
@@ -193,6 +203,7 @@ func Load(ctx *pulumi.Context) (*Config, error) {
 	r.platform("platform", c.Model.Platform)
 	r.pinnedImage("image", c.Model.Image)
 	r.modelGate(&c.Model)
+	r.modelDVC(c.Model)
 
 	switch c.Target {
 	case TargetGKE:
@@ -585,6 +596,28 @@ func (r *reader) requestWithinLimit(requestKey, request, limitKey, limit string)
 	lim, err2 := resource.ParseQuantity(limit)
 	if err1 == nil && err2 == nil && req.Cmp(lim) > 0 {
 		r.fail(limitKey, limit, fmt.Sprintf("at least %s (%s)", requestKey, request))
+	}
+}
+
+// dvcRemoteNamePattern is a DVC remote name this program can find in
+// .dvc/config (internal/dvc.RemoteNamePattern).
+var dvcRemoteNamePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+// modelDVC checks the settings that take the model from DVC; what the files
+// they name hold is checked by the program as it reads them.
+func (r *reader) modelDVC(m Model) {
+	if m.DVCFile == "" {
+		if m.DVCRemote != "" {
+			r.fail("modelDvcRemote", m.DVCRemote, "empty unless modelDvcFile names the dvc.lock or .dvc file that records the model")
+		}
+		return
+	}
+	base := filepath.Base(m.DVCFile)
+	if base != "dvc.lock" && (!strings.HasSuffix(base, ".dvc") || base == ".dvc") {
+		r.fail("modelDvcFile", m.DVCFile, "the path of the dvc.lock or the .dvc file that records the model file, such as dvc.lock or model/artifacts/planets.onnx.dvc")
+	}
+	if m.DVCRemote != "" && !dvcRemoteNamePattern.MatchString(m.DVCRemote) {
+		r.fail("modelDvcRemote", m.DVCRemote, "the name of a remote in .dvc/config (letters, digits, _, . and -), or empty for its default remote")
 	}
 }
 

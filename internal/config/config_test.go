@@ -315,3 +315,29 @@ func TestAutopilotRequestsAreOnesAutopilotKeeps(t *testing.T) {
 		t.Errorf("a Standard cluster refuses the defaults: %v", err)
 	}
 }
+
+// The model from DVC: the settings are checked here (what the files hold is
+// checked by the program as it reads them).
+func TestModelDVCSettings(t *testing.T) {
+	c, err := load(t, map[string]string{"mlops:modelDvcFile": "dvc.lock", "mlops:modelDvcRemote": "storage"})
+	if err != nil || c.Model.DVCFile != "dvc.lock" || c.Model.DVCRemote != "storage" {
+		t.Fatalf("dvc.lock and a remote: %+v, %v", c, err)
+	}
+	if c, err := load(t, map[string]string{"mlops:modelDvcFile": "model/artifacts/planets.onnx.dvc"}); err != nil || c.Model.DVCRemote != "" {
+		t.Fatalf(".dvc file, default remote: %+v, %v", c, err)
+	}
+	for _, bad := range []struct {
+		overrides map[string]string
+		want      string
+	}{
+		{map[string]string{"mlops:modelDvcFile": "dvc.yaml"}, `mlops:modelDvcFile: got "dvc.yaml"; expected the path of the dvc.lock or the .dvc file`},
+		{map[string]string{"mlops:modelDvcFile": ".dvc"}, `mlops:modelDvcFile: got ".dvc"`},
+		{map[string]string{"mlops:modelDvcRemote": "storage"}, `mlops:modelDvcRemote: got "storage"; expected empty unless modelDvcFile`},
+		{map[string]string{"mlops:modelDvcFile": "dvc.lock", "mlops:modelDvcRemote": `my "remote"`}, `mlops:modelDvcRemote: got "my \"remote\""; expected the name of a remote in .dvc/config`},
+	} {
+		_, err := load(t, bad.overrides)
+		if err == nil || !strings.Contains(err.Error(), "invalid configuration, nothing was changed") || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: %v; want %q", bad.overrides, err, bad.want)
+		}
+	}
+}

@@ -43,12 +43,38 @@ type Inputs struct {
 	BuildArgs map[string]string
 }
 
+// External is a file of the build context whose bytes are not read to
+// fingerprint it: a content address stands for them (the MD5 and size DVC
+// recorded for the model), and they are fetched only to stage a context
+// that must be built. So a preview, and an `up` that changes nothing,
+// never download the model.
+type External struct {
+	// Path is the file's slash-separated path in the context, such as
+	// artifacts/planets.onnx. A file at that path in the directory is a
+	// copy the stage may use, when it has the same MD5 and size.
+	Path string
+	// MD5 and Size are the file's content address.
+	MD5  string
+	Size int64
+	// Fetch writes the file's bytes to w, verified against MD5 and Size,
+	// or returns an error saying where they were looked for.
+	Fetch func(w io.Writer) error
+	// Cache, when set, is a file that may hold a copy (DVC's local cache
+	// entry for MD5: what `dvc pull` leaves, and what CI restores from its
+	// cache into a fresh checkout). The stage uses it when it has MD5 and
+	// Size, and writes a fetched copy there, so a checkout whose cache
+	// is kept (actions/cache, GitLab's cache) stages the same context
+	// without fetching, in a preview too.
+	Cache string
+}
+
 // entry is one file of the build context, as the fingerprint sees it.
 type entry struct {
 	path       string // slash-separated, relative to the context root
 	executable bool
 	symlink    string // the link target, for symlinks
 	digest     [sha256.Size]byte
+	external   *External // its bytes are known by content address only
 }
 
 // BuildContext is a build context read once: the files the fingerprint covers,
@@ -68,9 +94,11 @@ type BuildContext struct {
 }
 
 // Read lists and hashes the build context in dir (files in parallel) and
-// computes its fingerprint together with inputs.
-func Read(ctx context.Context, dir string, inputs Inputs) (*BuildContext, error) {
-	entries, err := listContext(dir)
+// computes its fingerprint together with inputs. Each external file takes
+// the place of any file at its path in dir and enters the fingerprint by
+// its content address, unread.
+func Read(ctx context.Context, dir string, inputs Inputs, externals ...External) (*BuildContext, error) {
+	entries, err := listContext(dir, externals)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +119,7 @@ func Compute(ctx context.Context, dir string, inputs Inputs) (string, error) {
 }
 
 // listContext walks dir and returns the entries that .dockerignore keeps, sorted by path.
-func listContext(dir string) ([]*entry, error) {
+func listContext(dir string, externals []External) ([]*entry, error) {
 	info, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -105,6 +133,18 @@ func listContext(dir string) ([]*entry, error) {
 	ignored, err := readDockerignore(dir)
 	if err != nil {
 		return nil, err
+	}
+	external := map[string]*External{}
+	for i := range externals {
+		e := &externals[i]
+		excluded, err := ignored.MatchesOrParentMatches(e.Path)
+		if err != nil {
+			return nil, fmt.Errorf("model build context: matching %q against .dockerignore: %w", e.Path, err)
+		}
+		if excluded {
+			return nil, fmt.Errorf("model build context %q: .dockerignore excludes %s, the file DVC provides; expected it to be built into the image", dir, e.Path)
+		}
+		external[e.Path] = e
 	}
 
 	var entries []*entry
@@ -132,7 +172,7 @@ func listContext(dir string) ([]*entry, error) {
 			}
 			return nil
 		}
-		if excluded {
+		if excluded || external[rel] != nil {
 			return nil
 		}
 		switch mode := d.Type(); {
@@ -155,6 +195,9 @@ func listContext(dir string) ([]*entry, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range external {
+		entries = append(entries, &entry{path: e.Path, external: e})
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("model build context %q has no files (after .dockerignore); expected a Dockerfile and the model", dir)
@@ -191,7 +234,7 @@ func hashFiles(ctx context.Context, dir string, entries []*entry) error {
 	group, ctx := errgroup.WithContext(ctx)
 	group.SetLimit(runtime.GOMAXPROCS(0))
 	for _, e := range entries {
-		if e.symlink != "" {
+		if e.symlink != "" || e.external != nil {
 			continue
 		}
 		group.Go(func() error {
@@ -236,6 +279,12 @@ func combine(entries []*entry, inputs Inputs) string {
 	}
 	for _, e := range entries {
 		switch {
+		case e.external != nil:
+			// The content address in place of the bytes' SHA-256: the
+			// model as a DVC output and as a Git file of the same bytes
+			// give different fingerprints, since one cannot be computed
+			// from the other without the bytes.
+			fmt.Fprintf(w, "md5\x00%s\x00%s\x00%d\x00", e.path, e.external.MD5, e.external.Size)
 		case e.symlink != "":
 			fmt.Fprintf(w, "link\x00%s\x00%s\x00", e.path, e.symlink)
 		case e.executable:

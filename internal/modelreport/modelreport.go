@@ -15,6 +15,7 @@ package modelreport
 
 import (
 	"bytes"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -54,8 +55,12 @@ type Report struct {
 
 // ModelInfo identifies the model file.
 type ModelInfo struct {
-	File   string   `json:"file"`
-	SHA256 string   `json:"sha256"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	// MD5 is the model's MD5, DVC's content address: the report of a model
+	// tracked by DVC names it by the hash dvc.lock (or its .dvc file)
+	// records, so the gate holds without the model's bytes.
+	MD5    string   `json:"md5,omitempty"`
 	Bytes  int64    `json:"bytes"`
 	Labels []string `json:"labels"`
 }
@@ -160,6 +165,36 @@ func ForModel(modelDir string) (*Report, error) {
 	if got := hex.EncodeToString(sum[:]); got != r.Model.SHA256 || int64(len(raw)) != r.Model.Bytes {
 		return nil, fmt.Errorf("model gate: %s is the report of another model (sha256 %s, %d bytes) than %s (sha256 %s, %d bytes): its figures say nothing of this one; %s",
 			reportPath, r.Model.SHA256, r.Model.Bytes, modelPath, got, len(raw), regenerate)
+	}
+	if r.Model.MD5 != "" {
+		if got := fmt.Sprintf("%x", md5.Sum(raw)); got != r.Model.MD5 {
+			return nil, fmt.Errorf("model gate: %s gives model.md5 %s, and %s has md5 %s: the report contradicts itself; %s", reportPath, r.Model.MD5, modelPath, got, regenerate)
+		}
+	}
+	return r, nil
+}
+
+// ForDVCOutput reads the report of the model in modelDir whose file DVC
+// tracks (recordedIn, with md5 and size) and checks that it is this
+// model's by the hash DVC recorded: the model's bytes are not needed, so a
+// preview downloads nothing. The image build's own check (model/Dockerfile,
+// `server -check`) then holds the report's SHA-256 to the fetched bytes.
+func ForDVCOutput(modelDir, md5 string, size int64, recordedIn string) (*Report, error) {
+	reportPath := filepath.Join(modelDir, filepath.FromSlash(Path))
+	regenerate := fmt.Sprintf("run `go run ./cmd/evaluate` in %s on the model (dvc pull it first) and commit %s, with the model's md5 as %s records it", modelDir, Path, recordedIn)
+	r, err := ReadFile(reportPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("model gate: the model DVC tracks (%s, md5 %s) has no report (%s); %s", recordedIn, md5, reportPath, regenerate)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model gate: %w; %s", err, regenerate)
+	}
+	switch {
+	case r.Model.MD5 == "":
+		return nil, fmt.Errorf("model gate: %s names its model by sha256 only, and the model is DVC's (%s, md5 %s): expected the report to carry model.md5 too; %s", reportPath, recordedIn, md5, regenerate)
+	case r.Model.MD5 != md5 || r.Model.Bytes != size:
+		return nil, fmt.Errorf("model gate: %s is the report of another model (md5 %s, %d bytes) than the one %s records (md5 %s, %d bytes): its figures say nothing of this one; %s",
+			reportPath, r.Model.MD5, r.Model.Bytes, recordedIn, md5, size, regenerate)
 	}
 	return r, nil
 }

@@ -157,3 +157,20 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("the classes that got worse are not first:\n%s", md)
 	}
 }
+
+// A model DVC tracks is matched to its report by the MD5 and size DVC
+// recorded, without its bytes.
+func TestTheReportOfADVCModelIsMatchedByItsMD5(t *testing.T) {
+	dir := "../../testdata/dvc-guide/model"
+	const md5, size = "0e58ef2c0057a92d656189cb73d8e649", 824489
+	r, err := ForDVCOutput(dir, md5, size, "dvc.lock (stage train)")
+	if err != nil || r.Model.MD5 != md5 {
+		t.Fatalf("fixture report: %+v, %v", r, err)
+	}
+	if _, err := ForDVCOutput(dir, "ffffffffffffffffffffffffffffffff", size, "dvc.lock (stage train)"); err == nil || !strings.Contains(err.Error(), "is the report of another model (md5 "+md5) {
+		t.Errorf("another md5: %v", err)
+	}
+	if _, err := ForDVCOutput("../../model", md5, size, "dvc.lock (stage train)"); err == nil || !strings.Contains(err.Error(), "names its model by sha256 only") {
+		t.Errorf("a report without md5: %v", err)
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"github.com/planets-mlops/deploy/internal/config"
 )
 
-// gke declares the GCP side: APIs, registry, CI identity and cluster.
-func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
+// gke declares the GCP side: APIs, registry, CI identity and cluster, and,
+// for a model DVC tracks (fromDVC not nil), the deploy identity's read on
+// the DVC remote's bucket.
+func gke(ctx *pulumi.Context, cfg *config.Config, fromDVC *dvcModel) (*deployTarget, error) {
 	apis, err := infra.NewProjectAPIs(ctx, "apis", &infra.ProjectAPIsArgs{Project: cfg.GCP.Project})
 	if err != nil {
 		return nil, err
@@ -28,6 +30,17 @@ func gke(ctx *pulumi.Context, cfg *config.Config) (*deployTarget, error) {
 	ci, err := infra.NewCIIdentity(ctx, "ci", ciIdentityArgs(cfg.GCP.Project, cfg.CI, registry.Repository), afterAPIs)
 	if err != nil {
 		return nil, err
+	}
+
+	if fromDVC != nil {
+		// The deploy identity fetches the model to build its image; the
+		// preview identity is given nothing: a preview never fetches.
+		if _, err := infra.NewModelBucketReader(ctx, "model-bucket-reader", &infra.ModelBucketReaderArgs{
+			Bucket: fromDVC.remote.Bucket,
+			Member: ci.Account.Member,
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	cluster, err := infra.NewGKECluster(ctx, "cluster", gkeClusterArgs(cfg.GCP, registry.Repository), afterAPIs)

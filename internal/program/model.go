@@ -19,24 +19,41 @@ import (
 // holds it to the gate, against the default branch's report when one is
 // given. It logs the figures it passed on. No image is pushed and no
 // resource changes for a model whose report is stale or below the gate.
-func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.BuildContext, error) {
+//
+// A model file DVC tracks (mlops:modelDvcFile) is known by the MD5 DVC
+// recorded: the fingerprint and the report's check use it, and its bytes
+// are fetched only when the image is built (infra.ModelImage).
+func readModel(ctx *pulumi.Context, m config.Model, target config.Target) (*fingerprint.BuildContext, *dvcModel, error) {
 	// The files the settings name are checked as the settings are, before
 	// the model's own figures.
 	baseline, err := readBaseline(m.BaselineReport)
 	if err != nil {
-		return nil, config.Invalid(err)
+		return nil, nil, config.Invalid(err)
+	}
+	var fromDVC *dvcModel
+	var externals []fingerprint.External
+	if m.DVCFile != "" {
+		if fromDVC, err = readDVCModel(m, target); err != nil {
+			return nil, nil, config.Invalid(err)
+		}
+		externals = append(externals, fromDVC.external(ctx.Context()))
 	}
 	dir := filepath.Clean(m.Dir)
-	model, err := fingerprint.Read(ctx.Context(), dir, m.BuildInputs())
+	model, err := fingerprint.Read(ctx.Context(), dir, m.BuildInputs(), externals...)
 	if err != nil {
-		return nil, config.Invalid(fmt.Errorf("%s:modelDir: %w", config.Namespace, err))
+		return nil, nil, config.Invalid(fmt.Errorf("%s:modelDir: %w", config.Namespace, err))
 	}
-	report, err := modelreport.ForModel(dir)
+	var report *modelreport.Report
+	if fromDVC != nil {
+		report, err = modelreport.ForDVCOutput(dir, fromDVC.output.MD5, fromDVC.output.Size, fromDVC.output.RecordedIn)
+	} else {
+		report, err = modelreport.ForModel(dir)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := m.Gate.Check(report, baseline, m.BaselineReport); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	against := "no baseline report given (" + config.BaselineReportEnv + "): the drop is not checked"
 	if baseline != nil {
@@ -44,9 +61,9 @@ func readModel(ctx *pulumi.Context, m config.Model) (*fingerprint.BuildContext, 
 	}
 	if err := ctx.Log.Info(fmt.Sprintf("model gate: %s (sha256 %.12s) passes: accuracy %.1f%% (%d/%d) on the evaluation set, mlops:minAccuracy %.1f%%, mlops:maxAccuracyDrop %.1f%%, %s",
 		report.Model.File, report.Model.SHA256, report.Accuracy*100, report.Correct, report.Total, m.Gate.MinAccuracy*100, m.Gate.MaxAccuracyDrop*100, against), nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return model, nil
+	return model, fromDVC, nil
 }
 
 // readBaseline reads the default branch's model report at path

@@ -55,7 +55,7 @@ func declare(ctx *pulumi.Context, projectRoot string) (pulumi.Map, error) {
 	}
 	// The model is read once: its fingerprint, then its own figures against
 	// the gate, before anything is declared.
-	model, err := readModel(ctx, cfg.Model)
+	model, fromDVC, err := readModel(ctx, cfg.Model, cfg.Target)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func declare(ctx *pulumi.Context, projectRoot string) (pulumi.Map, error) {
 	var target *deployTarget
 	switch cfg.Target {
 	case config.TargetGKE:
-		target, err = gke(ctx, cfg)
+		target, err = gke(ctx, cfg, fromDVC)
 	case config.TargetKubernetes:
 		target, err = existingCluster(ctx, cfg)
 	}

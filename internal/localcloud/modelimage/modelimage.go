@@ -52,6 +52,9 @@ type BuildOptions struct {
 	Registry, Name string
 	// Progress receives the stand-ins' and docker's progress; nil discards.
 	Progress io.Writer
+	// Externals are files of the context known by content address (a model
+	// DVC tracks), fetched to stage it as the program stages them.
+	Externals []fingerprint.External
 }
 
 // Image is a built and pushed model image.
@@ -77,7 +80,7 @@ func Build(ctx context.Context, docker dockerd.CLI, opts BuildOptions) (*Image, 
 	}
 	modelDir := filepath.Join(opts.ProjectDir, "model")
 	contextDir := filepath.Join(opts.StageRoot, fingerprint.StagingDir)
-	model, err := fingerprint.Read(ctx, modelDir, fingerprint.Inputs{Platform: Platform})
+	model, err := fingerprint.Read(ctx, modelDir, fingerprint.Inputs{Platform: Platform}, opts.Externals...)
 	if err != nil {
 		return nil, err
 	}

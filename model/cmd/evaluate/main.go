@@ -11,14 +11,20 @@
 //
 // Usage (in model/, ONNXRUNTIME_LIB set):
 //
-//	go run ./cmd/evaluate [-model artifacts/planets.onnx] [-eval-dir eval] [-out artifacts/report.json]
+//	go run ./cmd/evaluate [-model artifacts/planets.onnx] [-eval-dir eval] [-out artifacts/report.json] [-md5]
+//
+// -md5 records the model's MD5 too, for a model DVC tracks: the deploy
+// program matches the report to dvc.lock (or the .dvc file) by it.
 package main
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,15 +40,16 @@ func main() {
 	out := flag.String("out", filepath.Join("artifacts", "report.json"), "the report to write; - for stdout")
 	rounds := flag.Int("rounds", 20, "timed passes over the set for the latency (at least 1)")
 	remeasure := flag.Bool("remeasure", false, "write new timings even when the model's answers are unchanged")
+	withMD5 := flag.Bool("md5", false, "record the model's MD5 (DVC's content address) in the report: for a model DVC tracks")
 	lib := flag.String("onnxruntime-lib", os.Getenv("ONNXRUNTIME_LIB"), "onnxruntime shared library (env ONNXRUNTIME_LIB; model/hack/onnxruntime.sh prints it)")
 	flag.Parse()
-	if err := run(*modelPath, *evalDir, *out, *lib, *rounds, *remeasure); err != nil {
+	if err := run(*modelPath, *evalDir, *out, *lib, *rounds, *remeasure, *withMD5); err != nil {
 		fmt.Fprintln(os.Stderr, "evaluate:", err)
 		os.Exit(1)
 	}
 }
 
-func run(modelPath, evalDir, out, lib string, rounds int, remeasure bool) error {
+func run(modelPath, evalDir, out, lib string, rounds int, remeasure, withMD5 bool) error {
 	if lib == "" {
 		return errors.New("no onnxruntime library: export ONNXRUNTIME_LIB=$(model/hack/onnxruntime.sh) (from the repository root) or pass -onnxruntime-lib")
 	}
@@ -65,10 +72,17 @@ func run(modelPath, evalDir, out, lib string, rounds int, remeasure bool) error 
 	if err != nil {
 		return err
 	}
+	if withMD5 {
+		if report.Model.MD5, err = fileMD5(modelPath); err != nil {
+			return err
+		}
+	}
 	if out != "-" && !remeasure {
 		old, err := evaluate.Read(out)
 		switch {
-		case err == nil && len(evaluate.Differences(old, report)) == 0:
+		// Kept only when it names the model by MD5 as asked: a report
+		// written without -md5 gains it.
+		case err == nil && len(evaluate.Differences(old, report)) == 0 && (!withMD5 || old.Model.MD5 == report.Model.MD5):
 			fmt.Fprintf(os.Stderr, "evaluate: %s already holds this model's answers on %s; left as it is (-remeasure for new timings)\n", out, evalDir)
 			return summary(old)
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -100,4 +114,18 @@ func summary(r *evaluate.Report) error {
 		r.Latency.TotalP50Ms, r.Latency.TotalP99Ms, r.Latency.InferenceP50Ms, r.Latency.InferenceP99Ms, r.Latency.MeasuredOn)
 	fmt.Printf("model %s: %d bytes, sha256 %s\n", r.Model.File, r.Model.Bytes, r.Model.SHA256)
 	return nil
+}
+
+// fileMD5 is the hex MD5 of the file at path, as DVC records it.
+func fileMD5(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -58,9 +58,13 @@ type Report struct {
 
 // ModelInfo identifies the model file.
 type ModelInfo struct {
-	File   string   `json:"file"`
-	SHA256 string   `json:"sha256"`
-	Bytes  int64    `json:"bytes"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+	// MD5 is set for a model DVC tracks (cmd/evaluate -md5): DVC's content
+	// address, by which the deploy program matches the report to dvc.lock
+	// without the model's bytes.
+	MD5    string   `json:"md5,omitempty"`
 	Labels []string `json:"labels"`
 }
 
