@@ -61,8 +61,18 @@ func TestForModelRefusesAReportOfAnotherModel(t *testing.T) {
 		t.Errorf("seed78's report beside the committed model: %v", err)
 	}
 	copyFile(committedReport, Path)
+	if _, err := ForModel(dir); err == nil || !strings.Contains(err.Error(), "has no declaration") || !strings.Contains(err.Error(), DeclarationPath) {
+		t.Errorf("no declaration: %v", err)
+	}
+	// The swapped-labels model's declaration: not the one the report was
+	// made with, so the model would be fed or read otherwise.
+	copyFile(filepath.Join("..", "..", "testdata", "swapped-labels", "model", "artifacts", "model.json"), DeclarationPath)
+	if _, err := ForModel(dir); err == nil || !strings.Contains(err.Error(), "was not made with the declaration") {
+		t.Errorf("another declaration: %v", err)
+	}
+	copyFile(filepath.Join("..", "..", "model", "artifacts", "model.json"), DeclarationPath)
 	if r, err := ForModel(dir); err != nil || r.Correct != 99 {
-		t.Errorf("the committed model and report: %v", err)
+		t.Errorf("the committed model, declaration and report: %v", err)
 	}
 }
 
