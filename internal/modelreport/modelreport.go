@@ -46,13 +46,13 @@ type Report struct {
 	Model       ModelInfo        `json:"model"`
 	Declaration *DeclarationInfo `json:"declaration,omitempty"`
 	EvalSet     SetInfo          `json:"eval_set"`
-	Accuracy  float64       `json:"accuracy"`
-	Correct   int           `json:"correct"`
-	Total     int           `json:"total"`
-	Classes   []ClassRecall `json:"classes"`
-	Confusion Confusion     `json:"confusion"`
-	Latency   Latency       `json:"latency"`
-	Images    []Answer      `json:"images"`
+	Accuracy    float64          `json:"accuracy"`
+	Correct     int              `json:"correct"`
+	Total       int              `json:"total"`
+	Classes     []ClassRecall    `json:"classes"`
+	Confusion   Confusion        `json:"confusion"`
+	Latency     Latency          `json:"latency"`
+	Images      []Answer         `json:"images"`
 }
 
 // ModelInfo identifies the model file.

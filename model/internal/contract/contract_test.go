@@ -107,7 +107,9 @@ func TestReadNamesTheWrongField(t *testing.T) {
 		{func(d *contract.Declaration) { d.Layout = "HWC" }, `layout: "HWC", want "NCHW" or "NHWC"`},
 		{func(d *contract.Declaration) { d.Channels = 4 }, "channels: 4, want 1 (grayscale) or 3 (RGB)"},
 		{func(d *contract.Declaration) { d.Range = "0..255" }, `range: "0..255", want "0..1" or "mean_std"`},
-		{func(d *contract.Declaration) { d.Range, d.Mean, d.Std = "mean_std", []float64{0.5, 0.5, 0.5}, []float64{0.2} }, "mean: 3 values, want 1 (one per channel)"},
+		{func(d *contract.Declaration) {
+			d.Range, d.Mean, d.Std = "mean_std", []float64{0.5, 0.5, 0.5}, []float64{0.2}
+		}, "mean: 3 values, want 1 (one per channel)"},
 		{func(d *contract.Declaration) { d.Range, d.Mean, d.Std = "mean_std", []float64{0.5}, []float64{0} }, "std: [0], want positive values"},
 		{func(d *contract.Declaration) { d.Mean = []float64{0.5} }, `range: "0..1" with mean/std`},
 		{func(d *contract.Declaration) { d.Resize = "nearest" }, `resize: "nearest", want "area" or "bilinear"`},

@@ -23,12 +23,12 @@ var specLimits = preprocess.Limits{MaxPixels: 1 << 22, MaxJPEGScans: 100}
 // interpolate, checked there against tf.image.resize's documented output).
 type resizeFixtures struct {
 	Cases []struct {
-		File          string    `json:"file"`
-		Channels      int       `json:"channels"`
-		Resize        string    `json:"resize"`
-		Height        int       `json:"height"`
-		Width         int       `json:"width"`
-		NCHW          []float64 `json:"nchw"`
+		File     string    `json:"file"`
+		Channels int       `json:"channels"`
+		Resize   string    `json:"resize"`
+		Height   int       `json:"height"`
+		Width    int       `json:"width"`
+		NCHW     []float64 `json:"nchw"`
 	} `json:"cases"`
 }
 

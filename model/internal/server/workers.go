@@ -43,7 +43,7 @@ func (s *Server) startWorkers() {
 	for range s.limits.Workers {
 		s.pool.running.Go(func() {
 			runtime.LockOSThread() // never unlocked
-			var input []float32 // the model's input, reused
+			var input []float32    // the model's input, reused
 			for j := range s.pool.jobs {
 				if n := j.model.input.Len(); len(input) != n {
 					input = make([]float32, n)
