@@ -94,7 +94,7 @@ func TestDockerfileChecksItsOwnModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kept := range []string{"!artifacts/report.json", "!eval"} {
+	for _, kept := range []string{"!artifacts/report.json", "!artifacts/model.json", "!eval"} {
 		if !strings.Contains(string(ignore), "\n"+kept+"\n") {
 			t.Errorf(".dockerignore does not let %s into the build context", kept)
 		}

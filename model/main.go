@@ -1,4 +1,6 @@
 // Command model serves the planet classifier over HTTP (see README.md).
+// `model package ...` packages a user's own model instead (internal/pack,
+// docs/bring-your-own-model.md).
 //
 // Configuration comes from flags, whose defaults come from the environment
 // variables of the same name in upper case (PORT, MODEL_PATH, ...), so the
@@ -25,6 +27,7 @@ import (
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
 	"github.com/planets-mlops/deploy/model/internal/evaluate"
+	"github.com/planets-mlops/deploy/model/internal/pack"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
 	"github.com/planets-mlops/deploy/model/internal/server"
 )
@@ -195,6 +198,14 @@ func setting(flagName string) string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "package" {
+		// `server package ...`: package a user's model (internal/pack).
+		lib := os.Getenv("ONNXRUNTIME_LIB")
+		if lib == "" {
+			lib = defaultLib
+		}
+		os.Exit(pack.Main(os.Args[2:], lib, os.Stdout, os.Stderr))
+	}
 	started := time.Now()
 	memoryLimit := containerMemoryLimit()
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, memoryLimit)

@@ -10,7 +10,7 @@
 // very same model input. The command checks that, input value for input
 // value, for every image it writes.
 //
-// Usage (in model/): go run ./hack/evalset [-data ../../shared/datasets/planets] [-per-class 5]
+// Usage (in model/): go run ./hack/evalset [-data ../../shared/datasets/planets] [-per-class 10]
 package main
 
 import (
@@ -33,7 +33,7 @@ import (
 func main() {
 	data := flag.String("data", filepath.Join("..", "..", "shared", "datasets", "planets"), "the planets dataset (raw/<Class>/<file>.jpg)")
 	heldout := flag.String("heldout", filepath.Join("artifacts", "heldout.txt"), "training's held-out list")
-	perClass := flag.Int("per-class", 5, "images per class")
+	perClass := flag.Int("per-class", 10, "images per class (model/eval/ holds 10)")
 	out := flag.String("out", "eval", "the evaluation set's directory (replaced)")
 	flag.Parse()
 	if err := run(*data, *heldout, *out, *perClass); err != nil {
