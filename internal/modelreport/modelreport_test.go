@@ -167,3 +167,23 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("the classes that got worse are not first:\n%s", md)
 	}
 }
+
+// The models unlike ours (model/testdata/models: the guide's Keras-shaped
+// model, 64x64 RGB, three classes, probabilities out; see
+// training/make_test_models.py) each have a report made with their
+// declaration, which the gate reads and passes at its defaults.
+func TestTheGateReadsModelsUnlikeOurs(t *testing.T) {
+	defaults := Gate{MinAccuracy: 0.9, MaxAccuracyDrop: 0.05}
+	for _, name := range []string{"guide", "rgb64", "three", "probs"} {
+		dir := filepath.Join("..", "..", "model", "testdata", "models", name)
+		r, err := ForModel(dir)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if err := defaults.Check(r, nil, ""); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		t.Logf("%s: accuracy %.3f (%d/%d), %d labels", name, r.Accuracy, r.Correct, r.Total, len(r.Model.Labels))
+	}
+}
