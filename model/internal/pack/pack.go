@@ -281,7 +281,9 @@ func selectSet(images string, classes []string, perClass int, out string) (strin
 		if len(found) == 0 {
 			return "", fmt.Errorf("-images %s: folder %q has no PNG, JPEG or GIF images", images, class)
 		}
-		sort.Slice(found, func(i, j int) bool { return found[i].sum < found[j].sum || found[i].sum == found[j].sum && found[i].name < found[j].name })
+		sort.Slice(found, func(i, j int) bool {
+			return found[i].sum < found[j].sum || found[i].sum == found[j].sum && found[i].name < found[j].name
+		})
 		found = found[:min(perClass, len(found))]
 		if err := os.MkdirAll(filepath.Join(out, class), 0o755); err != nil {
 			return "", err
