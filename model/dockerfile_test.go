@@ -85,7 +85,7 @@ func TestDockerfileChecksItsOwnModel(t *testing.T) {
 	if check < 0 {
 		t.Fatal(`the final stage does not RUN ["/model/server", "-check"]`)
 	}
-	for _, copied := range []string{"COPY artifacts/planets.onnx /model/planets.onnx", "COPY artifacts/report.json /model/report.json", "COPY eval /model/eval", "MODEL_REPORT=/model/report.json", "EVAL_DIR=/model/eval", "USER 65532:65532"} {
+	for _, copied := range []string{"COPY artifacts/planets.onnx /model/planets.onnx", "COPY artifacts/model.json /model/model.json", "COPY artifacts/report.json /model/report.json", "COPY eval /model/eval", "MODEL_REPORT=/model/report.json", "EVAL_DIR=/model/eval", "USER 65532:65532"} {
 		if i := strings.Index(final, copied); i < 0 || i > check {
 			t.Errorf("the final stage has no %q before the check", copied)
 		}
@@ -94,7 +94,7 @@ func TestDockerfileChecksItsOwnModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kept := range []string{"!artifacts/report.json", "!eval"} {
+	for _, kept := range []string{"!artifacts/report.json", "!artifacts/model.json", "!eval"} {
 		if !strings.Contains(string(ignore), "\n"+kept+"\n") {
 			t.Errorf(".dockerignore does not let %s into the build context", kept)
 		}

@@ -1,4 +1,6 @@
 // Command model serves the planet classifier over HTTP (see README.md).
+// `model package ...` packages a user's own model instead (internal/pack,
+// docs/bring-your-own-model.md).
 //
 // Configuration comes from flags, whose defaults come from the environment
 // variables of the same name in upper case (PORT, MODEL_PATH, ...), so the
@@ -25,6 +27,7 @@ import (
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
 	"github.com/planets-mlops/deploy/model/internal/evaluate"
+	"github.com/planets-mlops/deploy/model/internal/pack"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
 	"github.com/planets-mlops/deploy/model/internal/server"
 )
@@ -102,7 +105,7 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	var maxInFlight, workers, maxScans, maxConns int64
 	fs.StringVar(&c.host, "host", envString("HOST", ""), "address to listen on; empty means all interfaces (env HOST)")
 	fs.IntVar(&c.port, "port", int(envInt("PORT", 8080)), "TCP port to listen on (env PORT)")
-	fs.StringVar(&c.modelPath, "model-path", envString("MODEL_PATH", defaultModelPath), "ONNX model file, with a \"labels\" metadata entry (env MODEL_PATH)")
+	fs.StringVar(&c.modelPath, "model-path", envString("MODEL_PATH", defaultModelPath), "ONNX model file, with its declaration model.json beside it (internal/contract; env MODEL_PATH)")
 	fs.StringVar(&c.onnxruntimeLib, "onnxruntime-lib", envString("ONNXRUNTIME_LIB", defaultLib), "onnxruntime shared library (env ONNXRUNTIME_LIB)")
 	fs.Int64Var(&c.limits.MaxBodyBytes, "max-body-bytes", envInt("MAX_BODY_BYTES", 10*mib), "largest request body; larger get 413 (env MAX_BODY_BYTES)")
 	fs.Int64Var(&c.limits.MaxBufferedBytes, "max-buffered-bytes", envInt("MAX_BUFFERED_BYTES", 32*mib), "request bodies held in memory at once, all requests together; past it 503 (env MAX_BUFFERED_BYTES)")
@@ -117,7 +120,7 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	fs.DurationVar(&c.timeouts.Idle, "idle-timeout", envDuration("IDLE_TIMEOUT", 60*time.Second), "keep-alive idle (env IDLE_TIMEOUT)")
 	fs.DurationVar(&c.timeouts.DrainDelay, "drain-delay", envDuration("DRAIN_DELAY", 5*time.Second), "after SIGTERM: not ready but still serving, before closing the listener (env DRAIN_DELAY)")
 	fs.DurationVar(&c.timeouts.ShutdownGrace, "shutdown-grace", envDuration("SHUTDOWN_GRACE", 20*time.Second), "then: time for in-flight requests to finish (env SHUTDOWN_GRACE)")
-	fs.BoolVar(&c.check, "check", false, "check the model and exit: it loads, its input and output are what the server uses, its labels match its output, an inference gives probabilities summing to 1, and the evaluation set gives the report's answers (model/Dockerfile runs it)")
+	fs.BoolVar(&c.check, "check", false, "check the model and exit: it loads, its input and output are what the server uses, its declaration (model.json beside it) agrees with its graph, an inference gives probabilities summing to 1, and the evaluation set gives the report's answers (model/Dockerfile runs it)")
 	fs.StringVar(&c.reportPath, "report", envString("MODEL_REPORT", defaultReport), "with -check: the model's committed report, which the evaluation set must reproduce; empty checks the model alone (env MODEL_REPORT)")
 	fs.StringVar(&c.evalDir, "eval-dir", envString("EVAL_DIR", defaultEvalDir), "with -check: the evaluation set, <label>/<image> files (env EVAL_DIR)")
 	logLevel := fs.String("log-level", envString("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -195,6 +198,14 @@ func setting(flagName string) string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "package" {
+		// `server package ...`: package a user's model (internal/pack).
+		lib := os.Getenv("ONNXRUNTIME_LIB")
+		if lib == "" {
+			lib = defaultLib
+		}
+		os.Exit(pack.Main(os.Args[2:], lib, os.Stdout, os.Stderr))
+	}
 	started := time.Now()
 	memoryLimit := containerMemoryLimit()
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, memoryLimit)

@@ -32,25 +32,28 @@ import (
 // Format is the schema model/internal/evaluate writes.
 const Format = "planets-model-report/v1"
 
-// Path is the report's place in the model's build context, and ModelPath
-// the model's.
+// Path is the report's place in the model's build context, ModelPath the
+// model's and DeclarationPath its declaration's (model/internal/contract:
+// how the server feeds the model and reads it, and its labels).
 const (
-	Path      = "artifacts/report.json"
-	ModelPath = "artifacts/planets.onnx"
+	Path            = "artifacts/report.json"
+	ModelPath       = "artifacts/planets.onnx"
+	DeclarationPath = "artifacts/model.json"
 )
 
 // Report is model/artifacts/report.json (see model/internal/evaluate).
 type Report struct {
-	Format    string        `json:"format"`
-	Model     ModelInfo     `json:"model"`
-	EvalSet   SetInfo       `json:"eval_set"`
-	Accuracy  float64       `json:"accuracy"`
-	Correct   int           `json:"correct"`
-	Total     int           `json:"total"`
-	Classes   []ClassRecall `json:"classes"`
-	Confusion Confusion     `json:"confusion"`
-	Latency   Latency       `json:"latency"`
-	Images    []Answer      `json:"images"`
+	Format      string           `json:"format"`
+	Model       ModelInfo        `json:"model"`
+	Declaration *DeclarationInfo `json:"declaration,omitempty"`
+	EvalSet     SetInfo          `json:"eval_set"`
+	Accuracy    float64          `json:"accuracy"`
+	Correct     int              `json:"correct"`
+	Total       int              `json:"total"`
+	Classes     []ClassRecall    `json:"classes"`
+	Confusion   Confusion        `json:"confusion"`
+	Latency     Latency          `json:"latency"`
+	Images      []Answer         `json:"images"`
 }
 
 // ModelInfo identifies the model file.
@@ -63,6 +66,13 @@ type ModelInfo struct {
 	MD5    string   `json:"md5,omitempty"`
 	Bytes  int64    `json:"bytes"`
 	Labels []string `json:"labels"`
+}
+
+// DeclarationInfo identifies the model's declaration the report was made
+// with.
+type DeclarationInfo struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
 }
 
 // SetInfo identifies the evaluation set.
@@ -171,6 +181,9 @@ func ForModel(modelDir string) (*Report, error) {
 			return nil, fmt.Errorf("model gate: %s gives model.md5 %s, and %s has md5 %s: the report contradicts itself; %s", reportPath, r.Model.MD5, modelPath, got, regenerate)
 		}
 	}
+	if err := checkDeclaration(modelDir, r, regenerate); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -196,7 +209,38 @@ func ForDVCOutput(modelDir, md5 string, size int64, recordedIn string) (*Report,
 		return nil, fmt.Errorf("model gate: %s is the report of another model (md5 %s, %d bytes) than the one %s records (md5 %s, %d bytes): its figures say nothing of this one; %s",
 			reportPath, r.Model.MD5, r.Model.Bytes, recordedIn, md5, size, regenerate)
 	}
+	if err := checkDeclaration(modelDir, r, regenerate); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkDeclaration checks that the model's declaration is there, is the
+// one the report was made with, and names the report's labels. (The image
+// build checks it against the graph: `server -check`.)
+func checkDeclaration(modelDir string, r *Report, regenerate string) error {
+	declPath := filepath.Join(modelDir, filepath.FromSlash(DeclarationPath))
+	raw, err := os.ReadFile(declPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("model gate: %s has no declaration (%s); write it (docs/bring-your-own-model.md, or model/cmd/package), then %s", filepath.Join(modelDir, filepath.FromSlash(ModelPath)), declPath, regenerate)
+	}
+	if err != nil {
+		return fmt.Errorf("model gate: %w", err)
+	}
+	var decl struct {
+		Labels []string `json:"labels"`
+	}
+	if err := json.Unmarshal(raw, &decl); err != nil {
+		return fmt.Errorf("model gate: declaration %s: %v; want the JSON object model/internal/contract reads", declPath, err)
+	}
+	sum := sha256.Sum256(raw)
+	if r.Declaration == nil || r.Declaration.SHA256 != hex.EncodeToString(sum[:]) {
+		return fmt.Errorf("model gate: %s was not made with the declaration %s (sha256 %x): the model may be fed otherwise than it was evaluated; %s", Path, declPath, sum, regenerate)
+	}
+	if !slices.Equal(decl.Labels, r.Model.Labels) {
+		return fmt.Errorf("model gate: declaration %s: labels: %q, but the report names %q; %s", declPath, decl.Labels, r.Model.Labels, regenerate)
+	}
+	return nil
 }
 
 // Gate is the stack's thresholds (mlops:minAccuracy, mlops:maxAccuracyDrop).

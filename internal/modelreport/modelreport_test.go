@@ -61,8 +61,18 @@ func TestForModelRefusesAReportOfAnotherModel(t *testing.T) {
 		t.Errorf("seed78's report beside the committed model: %v", err)
 	}
 	copyFile(committedReport, Path)
+	if _, err := ForModel(dir); err == nil || !strings.Contains(err.Error(), "has no declaration") || !strings.Contains(err.Error(), DeclarationPath) {
+		t.Errorf("no declaration: %v", err)
+	}
+	// The swapped-labels model's declaration: not the one the report was
+	// made with, so the model would be fed or read otherwise.
+	copyFile(filepath.Join("..", "..", "testdata", "swapped-labels", "model", "artifacts", "model.json"), DeclarationPath)
+	if _, err := ForModel(dir); err == nil || !strings.Contains(err.Error(), "was not made with the declaration") {
+		t.Errorf("another declaration: %v", err)
+	}
+	copyFile(filepath.Join("..", "..", "model", "artifacts", "model.json"), DeclarationPath)
 	if r, err := ForModel(dir); err != nil || r.Correct != 99 {
-		t.Errorf("the committed model and report: %v", err)
+		t.Errorf("the committed model, declaration and report: %v", err)
 	}
 }
 
@@ -172,5 +182,25 @@ func TestTheReportOfADVCModelIsMatchedByItsMD5(t *testing.T) {
 	}
 	if _, err := ForDVCOutput("../../model", md5, size, "dvc.lock (stage train)"); err == nil || !strings.Contains(err.Error(), "names its model by sha256 only") {
 		t.Errorf("a report without md5: %v", err)
+	}
+}
+
+// The models unlike ours (model/testdata/models: the guide's Keras-shaped
+// model, 64x64 RGB, three classes, probabilities out; see
+// training/make_test_models.py) each have a report made with their
+// declaration, which the gate reads and passes at its defaults.
+func TestTheGateReadsModelsUnlikeOurs(t *testing.T) {
+	defaults := Gate{MinAccuracy: 0.9, MaxAccuracyDrop: 0.05}
+	for _, name := range []string{"guide", "rgb64", "three", "probs"} {
+		dir := filepath.Join("..", "..", "model", "testdata", "models", name)
+		r, err := ForModel(dir)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if err := defaults.Check(r, nil, ""); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		t.Logf("%s: accuracy %.3f (%d/%d), %d labels", name, r.Accuracy, r.Correct, r.Total, len(r.Model.Labels))
 	}
 }

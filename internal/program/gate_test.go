@@ -108,7 +108,15 @@ func TestTheGateStopsAModelWithSwappedLabels(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(w.modelDir, "artifacts", "planets.onnx"), relabel(t, seed78, labels), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		useReport(t, w.modelDir, filepath.Join(repoRoot, "testdata", "swapped-labels", "model", "artifacts", "report.json"))
+		swapped := filepath.Join(repoRoot, "testdata", "swapped-labels", "model", "artifacts")
+		useReport(t, w.modelDir, filepath.Join(swapped, "report.json"))
+		declared, err := os.ReadFile(filepath.Join(swapped, "model.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(w.modelDir, "artifacts", "model.json"), declared, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	t.Run("minAccuracy", func(t *testing.T) {

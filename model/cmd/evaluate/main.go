@@ -1,6 +1,7 @@
 // Command evaluate measures the model on the evaluation set with the
-// server's own decoding, preprocessing and classifier, and writes its
-// report (artifacts/report.json by default; see internal/evaluate). Run it
+// server's own decoding, preprocessing and classifier, fed as its
+// declaration (model.json beside the model, internal/contract) says, and
+// writes its report (artifacts/report.json by default; see internal/evaluate). Run it
 // after every training run and commit the report with the model: the deploy
 // program refuses a model whose report is missing or of another model, and
 // the image build fails when the set does not give the report's answers.

@@ -33,7 +33,7 @@ import (
 func main() {
 	data := flag.String("data", filepath.Join("..", "..", "shared", "datasets", "planets"), "the planets dataset (raw/<Class>/<file>.jpg)")
 	heldout := flag.String("heldout", filepath.Join("artifacts", "heldout.txt"), "training's held-out list")
-	perClass := flag.Int("per-class", 10, "images per class (model/eval holds 10 a class)")
+	perClass := flag.Int("per-class", 10, "images per class (model/eval/ holds 10)")
 	out := flag.String("out", "eval", "the evaluation set's directory (replaced)")
 	flag.Parse()
 	if err := run(*data, *heldout, *out, *perClass); err != nil {

@@ -1,4 +1,5 @@
-// Package classifier runs the planet CNN with onnxruntime.
+// Package classifier runs an image classifier with onnxruntime, fed and
+// read as its declaration says (internal/contract).
 //
 // An onnxruntime session with pre-bound tensors is not safe for concurrent
 // Run calls, so the Classifier keeps a small pool of sessions, one per
@@ -13,17 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/planets-mlops/deploy/model/internal/contract"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
-)
-
-// Names of the graph's input and output, as training/train.py exports them.
-const (
-	inputName  = "input"
-	outputName = "logits"
 )
 
 var initOnce struct {
@@ -58,33 +55,50 @@ type worker struct {
 
 // Classifier is a loaded model. It is safe for concurrent use.
 type Classifier struct {
-	labels  []string
-	workers chan *worker
-	all     []*worker
+	contract *contract.Contract
+	labels   []string
+	workers  chan *worker
+	all      []*worker
 }
 
 // Prediction is one image's result.
 type Prediction struct {
 	Label         string
-	Probabilities []float32 // in Labels() order, softmax of the logits
+	Probabilities []float32 // in Labels() order: softmax of the logits, or the model's probabilities
 }
 
-// Load reads the model at path and opens sessions sessions of it. The labels
-// come from the model's "labels" metadata (a JSON list).
+// Load reads the model at path and its declaration (contract.Path: model.json
+// beside it), checks one against the other, and opens sessions sessions of
+// the model. Errors are one line naming the file and, for the
+// declaration, the field.
 func Load(path string, sessions int) (*Classifier, error) {
+	return LoadDeclared(path, contract.Path(path), sessions)
+}
+
+// LoadDeclared is Load with the declaration at declPath.
+func LoadDeclared(path, declPath string, sessions int) (*Classifier, error) {
 	if sessions < 1 {
 		sessions = 1
 	}
-	labels, err := readLabels(path)
+	metadataLabels, err := readLabels(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSignature(path, len(labels)); err != nil {
+	decl, err := contract.Read(declPath)
+	if err != nil {
 		return nil, err
 	}
-	c := &Classifier{labels: labels, workers: make(chan *worker, sessions)}
+	inputs, outputs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model %q: %w", path, err)
+	}
+	ct, err := contract.Resolve(decl, declPath, tensors(inputs), tensors(outputs), metadataLabels)
+	if err != nil {
+		return nil, err
+	}
+	c := &Classifier{contract: ct, labels: ct.Labels, workers: make(chan *worker, sessions)}
 	for range sessions {
-		w, err := newWorker(path, len(labels))
+		w, err := newWorker(path, ct)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -95,6 +109,20 @@ func Load(path string, sessions int) (*Classifier, error) {
 	return c, nil
 }
 
+func tensors(infos []ort.InputOutputInfo) []contract.Tensor {
+	out := make([]contract.Tensor, len(infos))
+	for i, info := range infos {
+		out[i] = contract.Tensor{
+			Name:  info.Name,
+			Float: info.OrtValueType == ort.ONNXTypeTensor && info.DataType == ort.TensorElementDataTypeFloat,
+			Dims:  info.Dimensions,
+		}
+	}
+	return out
+}
+
+// readLabels reads the model's optional "labels" metadata (a JSON list; nil
+// when absent), which training/ writes and the declaration must repeat.
 func readLabels(path string) ([]string, error) {
 	meta, err := ort.GetModelMetadata(path)
 	if err != nil {
@@ -106,74 +134,21 @@ func readLabels(path string) ([]string, error) {
 		return nil, fmt.Errorf("read labels of %q: %w", path, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("model %q has no \"labels\" metadata", path)
+		return nil, nil
 	}
 	var labels []string
 	if err := json.Unmarshal([]byte(raw), &labels); err != nil || len(labels) == 0 {
 		return nil, fmt.Errorf("model %q: labels metadata %q is not a non-empty JSON list", path, raw)
 	}
-	seen := map[string]bool{}
-	for _, label := range labels {
-		if label == "" || seen[label] {
-			return nil, fmt.Errorf("model %q: labels metadata %q has an empty or repeated label %q; want distinct class names", path, raw, label)
-		}
-		seen[label] = true
-	}
 	return labels, nil
 }
 
-// checkSignature checks the graph's input and output against what the
-// server feeds and reads: one float tensor "input" of [batch, 1, Side, Side]
-// and one float tensor "logits" of [batch, classes], classes being the
-// number of labels. A model exported otherwise would fail at the first
-// request, or answer with the wrong labels; this says what is wrong at load.
-func checkSignature(path string, classes int) error {
-	inputs, outputs, err := ort.GetInputOutputInfo(path)
-	if err != nil {
-		return fmt.Errorf("read model %q: %w", path, err)
-	}
-	check := func(what, name string, infos []ort.InputOutputInfo, want ort.Shape) error {
-		if len(infos) != 1 || infos[0].Name != name {
-			names := make([]string, len(infos))
-			for i, info := range infos {
-				names[i] = info.Name
-			}
-			return fmt.Errorf("model %q has %s %q, want one named %q", path, what, names, name)
-		}
-		info := infos[0]
-		if info.OrtValueType != ort.ONNXTypeTensor || info.DataType != ort.TensorElementDataTypeFloat {
-			return fmt.Errorf("model %q: %s %q is %s, want a float tensor", path, what, name, info.String())
-		}
-		got := info.Dimensions
-		ok := len(got) == len(want)
-		for i := 0; ok && i < len(got); i++ {
-			// The batch axis may be dynamic (-1, or 0 when onnxruntime
-			// does not know it); every other axis must be what the server uses.
-			ok = got[i] == want[i] || (i == 0 && got[i] <= 0)
-		}
-		if !ok {
-			return fmt.Errorf("model %q: %s %q has shape %v, want %v (batch first)", path, what, name, got, want)
-		}
-		return nil
-	}
-	if err := check("input", inputName, inputs, ort.NewShape(1, 1, preprocess.Side, preprocess.Side)); err != nil {
-		return err
-	}
-	if err := check("output", outputName, outputs, ort.NewShape(1, int64(classes))); err != nil {
-		if len(outputs) == 1 && len(outputs[0].Dimensions) == 2 && outputs[0].Dimensions[1] != int64(classes) {
-			return fmt.Errorf("model %q: output %q has %d classes, but its labels metadata names %d", path, outputName, outputs[0].Dimensions[1], classes)
-		}
-		return err
-	}
-	return nil
-}
-
-func newWorker(path string, classes int) (*worker, error) {
-	input, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 1, preprocess.Side, preprocess.Side))
+func newWorker(path string, ct *contract.Contract) (*worker, error) {
+	input, err := ort.NewEmptyTensor[float32](ort.NewShape(ct.Spec.Shape()...))
 	if err != nil {
 		return nil, err
 	}
-	output, err := ort.NewEmptyTensor[float32](ort.NewShape(1, int64(classes)))
+	output, err := ort.NewEmptyTensor[float32](ort.NewShape(1, int64(len(ct.Labels))))
 	if err != nil {
 		input.Destroy()
 		return nil, err
@@ -188,7 +163,7 @@ func newWorker(path string, classes int) (*worker, error) {
 	err = errors.Join(opts.SetIntraOpNumThreads(1), opts.SetInterOpNumThreads(1))
 	var session *ort.AdvancedSession
 	if err == nil {
-		session, err = ort.NewAdvancedSession(path, []string{inputName}, []string{outputName},
+		session, err = ort.NewAdvancedSession(path, []string{ct.Input}, []string{ct.Output},
 			[]ort.Value{input}, []ort.Value{output}, opts)
 	}
 	if err != nil {
@@ -202,11 +177,18 @@ func newWorker(path string, classes int) (*worker, error) {
 // Labels returns the class names in output order.
 func (c *Classifier) Labels() []string { return c.labels }
 
-// Predict classifies one preprocessed input (preprocess.Len values). It waits
-// for a free session until ctx is done.
+// Input is what the model takes: the preprocessing its declaration and
+// graph call for.
+func (c *Classifier) Input() preprocess.Spec { return c.contract.Spec }
+
+// Contract is the model's checked declaration.
+func (c *Classifier) Contract() *contract.Contract { return c.contract }
+
+// Predict classifies one preprocessed input (Input().Len() values). It
+// waits for a free session until ctx is done.
 func (c *Classifier) Predict(ctx context.Context, input []float32) (Prediction, error) {
-	if len(input) != preprocess.Len {
-		return Prediction{}, fmt.Errorf("input has %d values, want %d", len(input), preprocess.Len)
+	if n := c.contract.Spec.Len(); len(input) != n {
+		return Prediction{}, fmt.Errorf("input has %d values, want %d", len(input), n)
 	}
 	var w *worker
 	select {
@@ -219,7 +201,12 @@ func (c *Classifier) Predict(ctx context.Context, input []float32) (Prediction, 
 	if err := w.session.Run(); err != nil {
 		return Prediction{}, fmt.Errorf("run model: %w", err)
 	}
-	probs := Softmax(w.output.GetData())
+	var probs []float32
+	if c.contract.Probabilities {
+		probs = slices.Clone(w.output.GetData())
+	} else {
+		probs = Softmax(w.output.GetData())
+	}
 	best := 0
 	for i, p := range probs {
 		if p > probs[best] {

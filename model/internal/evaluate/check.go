@@ -3,12 +3,13 @@ package evaluate
 import (
 	"context"
 	"fmt"
+	"image"
 	"math"
 	"os"
 	"strings"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
-	"github.com/planets-mlops/deploy/model/internal/preprocess"
+	"github.com/planets-mlops/deploy/model/internal/contract"
 )
 
 // CheckOptions say what Check checks.
@@ -46,14 +47,18 @@ func Check(ctx context.Context, opts CheckOptions) (string, error) {
 	defer model.Close()
 
 	// A mid-gray image: any valid input must give a distribution.
-	input := make([]float32, preprocess.Len)
-	for i := range input {
-		input[i] = 0.5
+	spec := model.Input()
+	gray := image.NewGray(image.Rect(0, 0, spec.Width, spec.Height))
+	for i := range gray.Pix {
+		gray.Pix[i] = 128
 	}
+	input := make([]float32, spec.Len())
+	spec.Into(gray, input)
 	pred, err := model.Predict(ctx, input)
 	if err != nil {
 		return "", fail(opts.ModelPath, err)
 	}
+	declPath := contract.Path(opts.ModelPath)
 	if len(pred.Probabilities) != len(model.Labels()) {
 		return "", fail(opts.ModelPath, fmt.Errorf("an inference gave %d probabilities for %d labels", len(pred.Probabilities), len(model.Labels())))
 	}
@@ -62,13 +67,24 @@ func Check(ctx context.Context, opts CheckOptions) (string, error) {
 		if math.IsNaN(float64(p)) || math.IsInf(float64(p), 0) {
 			return "", fail(opts.ModelPath, fmt.Errorf("an inference gave the probability %v for %s: the model's output is not finite", p, model.Labels()[i]))
 		}
+		if p < 0 && model.Contract().Probabilities {
+			return "", fmt.Errorf("%w: declaration %s: output: declared \"probabilities\", but an inference gave %v for %s: want \"logits\"", ErrCheck, declPath, p, model.Labels()[i])
+		}
 		sum += float64(p)
 	}
 	if math.Abs(sum-1) > 1e-3 {
+		if model.Contract().Probabilities {
+			return "", fmt.Errorf("%w: declaration %s: output: declared \"probabilities\", but an inference's outputs sum to %v: want \"logits\"", ErrCheck, declPath, sum)
+		}
 		return "", fail(opts.ModelPath, fmt.Errorf("an inference's probabilities sum to %v, want 1", sum))
 	}
-	summary := fmt.Sprintf("model check: %s loads (input [N,1,%d,%d], output [N,%d]), labels %s, one inference sums to %.6f",
-		opts.ModelPath, preprocess.Side, preprocess.Side, len(model.Labels()), strings.Join(model.Labels(), ","), sum)
+	ct := model.Contract()
+	output := "logits"
+	if ct.Probabilities {
+		output = "probabilities"
+	}
+	summary := fmt.Sprintf("model check: %s loads with %s (input %q %s, output %q [N,%d] %s), labels %s, one inference sums to %.6f",
+		opts.ModelPath, declPath, ct.Input, ct.Spec, ct.Output, len(model.Labels()), output, strings.Join(model.Labels(), ","), sum)
 	if opts.ReportPath == "" {
 		return summary, nil
 	}

@@ -54,27 +54,39 @@ func TestCheckNamesTheFileAndWhatIsWrong(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		model []byte
-		// want are parts of the one line; the model's path is always one.
-		want     []string
-		inReport bool // the problem is the report's (the model itself loads)
+		// declared are the labels of the declaration written beside the
+		// model: the committed ones when nil.
+		declared []string
+		// want are parts of the one line; the model's path (the
+		// declaration's, with inDeclaration) is always one.
+		want          []string
+		inReport      bool // the problem is the report's (the model itself loads)
+		inDeclaration bool // the problem is the declaration's
 	}{
-		{"empty", nil, []string{"empty file"}, false},
-		{"not ONNX", []byte("this is not an ONNX model\n"), []string{"Protobuf parsing failed"}, false},
-		{"truncated to 1 KB", good[:1024], []string{"failed"}, false},
-		{"truncated to half", good[:len(good)/2], []string{"failed"}, false},
-		{"last byte missing", good[:len(good)-1], []string{"failed"}, false},
-		{"bytes flipped in the header", flipped, []string{"failed"}, false},
-		{"nine labels for ten outputs", testruntime.Relabel(t, good, labels[:9]), []string{`output "logits" has 10 classes, but its labels metadata names 9`}, false},
-		{"eleven labels for ten outputs", testruntime.Relabel(t, good, append(append([]string(nil), labels...), "Sun")), []string{"has 10 classes, but its labels metadata names 11"}, false},
-		{"a label twice", testruntime.Relabel(t, good, append(append([]string(nil), labels[:9]...), "Earth")), []string{`repeated label "Earth"`}, false},
-		{"labels swapped", testruntime.Relabel(t, good, swapped), []string{"report.json: does not match", "Jupiter", "Saturn", "go run ./cmd/evaluate"}, true},
+		{"empty", nil, nil, []string{"empty file"}, false, false},
+		{"not ONNX", []byte("this is not an ONNX model\n"), nil, []string{"Protobuf parsing failed"}, false, false},
+		{"truncated to 1 KB", good[:1024], nil, []string{"failed"}, false, false},
+		{"truncated to half", good[:len(good)/2], nil, []string{"failed"}, false, false},
+		{"last byte missing", good[:len(good)-1], nil, []string{"failed"}, false, false},
+		{"bytes flipped in the header", flipped, nil, []string{"failed"}, false, false},
+		{"nine labels for ten outputs", testruntime.Relabel(t, good, labels[:9]), labels[:9], []string{`labels: 9 names, but the output "logits" is [N,10]: want 10 labels`}, false, true},
+		{"eleven labels for ten outputs", testruntime.Relabel(t, good, append(append([]string(nil), labels...), "Sun")), append(append([]string(nil), labels...), "Sun"), []string{"labels: 11 names", "want 10 labels"}, false, true},
+		{"a label twice", testruntime.Relabel(t, good, append(append([]string(nil), labels[:9]...), "Earth")), append(append([]string(nil), labels[:9]...), "Earth"), []string{`labels: empty or repeated label "Earth"`}, false, true},
+		{"metadata and declaration disagree", testruntime.Relabel(t, good, swapped), labels, []string{`labels: `, `but the model's "labels" metadata names`}, false, true},
+		{"labels swapped", testruntime.Relabel(t, good, swapped), swapped, []string{"report.json: does not match", "Jupiter", "Saturn", "go run ./cmd/evaluate"}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := committed(t)
-			opts.ModelPath = filepath.Join(t.TempDir(), "planets.onnx")
+			dir := t.TempDir()
+			opts.ModelPath = filepath.Join(dir, "planets.onnx")
 			if err := os.WriteFile(opts.ModelPath, tc.model, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			declared := tc.declared
+			if declared == nil {
+				declared = labels
+			}
+			declPath := testruntime.Declare(t, dir, declared)
 			summary, err := evaluate.Check(context.Background(), opts)
 			if err == nil {
 				t.Fatalf("the check passed: %s", summary)
@@ -87,7 +99,11 @@ func TestCheckNamesTheFileAndWhatIsWrong(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Errorf("more than one line: %q", msg)
 			}
-			wants := append([]string{opts.ModelPath}, tc.want...)
+			named := opts.ModelPath
+			if tc.inDeclaration {
+				named = declPath
+			}
+			wants := append([]string{named}, tc.want...)
 			if tc.inReport {
 				wants = append(wants, opts.ReportPath)
 			}

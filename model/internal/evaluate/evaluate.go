@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
+	"github.com/planets-mlops/deploy/model/internal/contract"
 	"github.com/planets-mlops/deploy/model/internal/preprocess"
 )
 
@@ -42,9 +43,12 @@ var Limits = preprocess.Limits{MaxPixels: 4 << 20, MaxJPEGScans: 100}
 
 // Report is artifacts/report.json.
 type Report struct {
-	Format  string    `json:"format"`
-	Model   ModelInfo `json:"model"`
-	EvalSet SetInfo   `json:"eval_set"`
+	Format string    `json:"format"`
+	Model  ModelInfo `json:"model"`
+	// Declaration is the model's declaration (internal/contract) the set
+	// was evaluated with: another declaration feeds the model otherwise.
+	Declaration *DeclarationInfo `json:"declaration,omitempty"`
+	EvalSet     SetInfo          `json:"eval_set"`
 	// Accuracy is Correct / Total over the whole set.
 	Accuracy float64 `json:"accuracy"`
 	Correct  int     `json:"correct"`
@@ -66,6 +70,12 @@ type ModelInfo struct {
 	// without the model's bytes.
 	MD5    string   `json:"md5,omitempty"`
 	Labels []string `json:"labels"`
+}
+
+// DeclarationInfo identifies the declaration file.
+type DeclarationInfo struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
 }
 
 // SetInfo identifies the evaluation set: its SHA-256 covers every file's
@@ -197,14 +207,22 @@ func Evaluate(ctx context.Context, model *classifier.Classifier, modelPath strin
 	if name == "" {
 		name = filepath.Base(modelPath)
 	}
-	r := &Report{
-		Format:  Format,
-		Model:   ModelInfo{File: name, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(raw)), Labels: model.Labels()},
-		EvalSet: SetInfo{Dir: filepath.Base(set.Dir), SHA256: set.SHA256, Images: len(set.Images)},
+	declPath := contract.Path(modelPath)
+	declRaw, err := os.ReadFile(declPath)
+	if err != nil {
+		return nil, err
 	}
-	input := make([]float32, preprocess.Len)
+	declSum := sha256.Sum256(declRaw)
+	r := &Report{
+		Format:      Format,
+		Model:       ModelInfo{File: name, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(raw)), Labels: model.Labels()},
+		Declaration: &DeclarationInfo{File: contract.FileName, SHA256: hex.EncodeToString(declSum[:])},
+		EvalSet:     SetInfo{Dir: filepath.Base(set.Dir), SHA256: set.SHA256, Images: len(set.Images)},
+	}
+	spec := model.Input()
+	input := make([]float32, spec.Len())
 	for _, img := range set.Images {
-		if err := preprocess.Tensor(ctx, img.Data, Limits, input); err != nil {
+		if err := spec.Tensor(ctx, img.Data, Limits, input); err != nil {
 			return nil, fmt.Errorf("evaluation set: %s: %w", img.File, err)
 		}
 		pred, err := model.Predict(ctx, input)
@@ -272,12 +290,13 @@ func ratio(a, b int) float64 {
 
 // measure times rounds passes over the set, image by image.
 func measure(ctx context.Context, model *classifier.Classifier, set *Set, rounds int) (Latency, error) {
-	input := make([]float32, preprocess.Len)
+	spec := model.Input()
+	input := make([]float32, spec.Len())
 	var pre, inf, total []time.Duration
 	for range rounds {
 		for _, img := range set.Images {
 			start := time.Now()
-			if err := preprocess.Tensor(ctx, img.Data, Limits, input); err != nil {
+			if err := spec.Tensor(ctx, img.Data, Limits, input); err != nil {
 				return Latency{}, err
 			}
 			mid := time.Now()
@@ -354,6 +373,9 @@ func Differences(committed, fresh *Report) []string {
 	if committed.Model.SHA256 != fresh.Model.SHA256 || committed.Model.Bytes != fresh.Model.Bytes {
 		diffs = append(diffs, fmt.Sprintf("it is of another model (sha256 %s, %d bytes; this one is %s, %d bytes)",
 			committed.Model.SHA256, committed.Model.Bytes, fresh.Model.SHA256, fresh.Model.Bytes))
+	}
+	if committed.Declaration == nil || fresh.Declaration == nil || *committed.Declaration != *fresh.Declaration {
+		diffs = append(diffs, fmt.Sprintf("it was made with another declaration (%+v; this one is %+v)", committed.Declaration, fresh.Declaration))
 	}
 	if !slices.Equal(committed.Model.Labels, fresh.Model.Labels) {
 		diffs = append(diffs, fmt.Sprintf("it names the labels %q, the model has %q", committed.Model.Labels, fresh.Model.Labels))

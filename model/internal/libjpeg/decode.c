@@ -57,8 +57,8 @@ static void progress(j_common_ptr cinfo) {
 }
 
 int plj_decode(const unsigned char *data, size_t len, long long max_pixels,
-               int max_scans, long max_memory, const volatile int *cancel,
-               plj_result *res) {
+               int max_scans, long max_memory, int color,
+               const volatile int *cancel, plj_result *res) {
 	struct jpeg_decompress_struct cinfo;
 	guard g;
 	size_t row;
@@ -95,8 +95,15 @@ int plj_decode(const unsigned char *data, size_t len, long long max_pixels,
 		fail((j_common_ptr)&cinfo, PLJ_ERR_TOO_MANY_PIXELS);
 	}
 	switch (cinfo.jpeg_color_space) {
-	case JCS_GRAYSCALE:
 	case JCS_YCbCr:
+		if (color) {
+			// A colour model's input: libjpeg's own YCbCr->RGB.
+			cinfo.out_color_space = JCS_EXT_RGBA;
+			res->out = PLJ_OUT_RGBA;
+			break;
+		}
+		// fallthrough
+	case JCS_GRAYSCALE:
 		// For YCbCr the luma plane Y itself: chroma is not even
 		// inverse-transformed. This is what the training code takes.
 		cinfo.out_color_space = JCS_GRAYSCALE;

@@ -19,8 +19,8 @@ enum {
 
 // Output colour models.
 enum {
-	PLJ_OUT_GRAY = 1, // gray or YCbCr input: the luma plane, 1 byte a pixel
-	PLJ_OUT_RGBA = 2, // RGB input: 4 bytes a pixel, alpha 255
+	PLJ_OUT_GRAY = 1, // gray input, or YCbCr without color: the luma plane, 1 byte a pixel
+	PLJ_OUT_RGBA = 2, // RGB input, or YCbCr with color: 4 bytes a pixel, alpha 255
 	PLJ_OUT_CMYK = 3, // CMYK or YCCK input: 4 bytes a pixel, as stored
 };
 
@@ -39,10 +39,11 @@ typedef struct {
 // plj_decode reads the header of the JPEG in data, refuses it if it has more
 // than max_pixels pixels, then decodes it, stopping after max_scans scans or
 // when *cancel turns non-zero. max_memory bounds libjpeg's whole-image
-// buffers (progressive and multi-scan files). On success res->pix holds
+// buffers (progressive and multi-scan files). color non-zero decodes a
+// YCbCr JPEG to RGB instead of its luma plane. On success res->pix holds
 // width*height*(1 or 4) bytes that the caller frees.
 int plj_decode(const unsigned char *data, size_t len, long long max_pixels,
-               int max_scans, long max_memory, const volatile int *cancel,
-               plj_result *res);
+               int max_scans, long max_memory, int color,
+               const volatile int *cancel, plj_result *res);
 
 #endif

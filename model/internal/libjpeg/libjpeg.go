@@ -47,6 +47,9 @@ type Options struct {
 	// MaxMemory bounds libjpeg's whole-image coefficient buffers (progressive
 	// and multi-scan files), in bytes.
 	MaxMemory int64
+	// Color decodes a YCbCr JPEG to RGB (an *image.RGBA) rather than to its
+	// luma plane: what a colour model takes.
+	Color bool
 }
 
 var (
@@ -61,7 +64,7 @@ var (
 )
 
 // Decode decodes data: an *image.Gray for gray and YCbCr JPEGs (the luma
-// plane), an *image.RGBA for RGB ones, an *image.CMYK for CMYK and YCCK
+// plane; with Options.Color, YCbCr gives an *image.RGBA), an *image.RGBA for RGB ones, an *image.CMYK for CMYK and YCCK
 // ones (Adobe's inverted samples put right). A context that is done stops
 // the decode with the context's error.
 func Decode(ctx context.Context, data []byte, opts Options) (image.Image, error) {
@@ -95,8 +98,12 @@ func View(ctx context.Context, data []byte, opts Options, use func(image.Image))
 	defer stop()
 
 	var res C.plj_result
+	color := 0
+	if opts.Color {
+		color = 1
+	}
 	C.plj_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.longlong(opts.MaxPixels),
-		C.int(opts.MaxScans), C.long(opts.MaxMemory), cancel, &res)
+		C.int(opts.MaxScans), C.long(opts.MaxMemory), C.int(color), cancel, &res)
 	if res.pix != nil {
 		defer C.free(unsafe.Pointer(res.pix))
 	}

@@ -27,6 +27,8 @@ import (
 // Predictor is what the server needs of a model; *classifier.Classifier is one.
 type Predictor interface {
 	Labels() []string
+	// Input is the preprocessing the model takes (its declaration's).
+	Input() preprocess.Spec
 	Predict(ctx context.Context, input []float32) (classifier.Prediction, error)
 }
 
@@ -45,10 +47,12 @@ func (l Limits) preprocess() preprocess.Limits {
 	return preprocess.Limits{MaxPixels: l.MaxPixels, MaxJPEGScans: l.MaxJPEGScans}
 }
 
-// loaded holds the model once it is loaded, with its labels as JSON strings.
+// loaded holds the model once it is loaded, with its labels as JSON strings
+// and its input's preprocessing.
 type loaded struct {
 	Predictor
 	quoted [][]byte
+	input  preprocess.Spec
 }
 
 // Server serves one Predictor. Create it with New.
@@ -98,7 +102,7 @@ func New(limits Limits, logger *slog.Logger) *Server {
 
 // SetModel makes the server serve model, and ready.
 func (s *Server) SetModel(model Predictor) {
-	m := &loaded{Predictor: model}
+	m := &loaded{Predictor: model, input: model.Input()}
 	for _, label := range model.Labels() {
 		q, _ := json.Marshal(label) // a string always marshals
 		m.quoted = append(m.quoted, q)
@@ -262,7 +266,7 @@ func (s *Server) predict(ctx context.Context, model *loaded, data []byte, input 
 		return classifier.Prediction{}, err // cancelled while queued
 	}
 	start := time.Now()
-	err := preprocess.Tensor(ctx, data, s.limits.preprocess(), input)
+	err := model.input.Tensor(ctx, data, s.limits.preprocess(), input)
 	s.metrics.preprocess.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return classifier.Prediction{}, err

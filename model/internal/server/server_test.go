@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
+	"github.com/planets-mlops/deploy/model/internal/preprocess"
 	"github.com/planets-mlops/deploy/model/internal/server"
 	"github.com/planets-mlops/deploy/model/internal/testruntime"
 )
@@ -38,6 +39,8 @@ type fakeModel struct {
 var fakeLabels = []string{"Earth", "Jupiter", "Mars", "Mercury", "Moon", "Neptune", "Pluto", "Saturn", "Uranus", "Venus"}
 
 func (fakeModel) Labels() []string { return fakeLabels }
+
+func (fakeModel) Input() preprocess.Spec { return preprocess.Default }
 
 func (f fakeModel) Predict(ctx context.Context, input []float32) (classifier.Prediction, error) {
 	if f.gate != nil {

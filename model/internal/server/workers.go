@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
-	"github.com/planets-mlops/deploy/model/internal/preprocess"
 )
 
 // A job is one request's decoding and inference, handed to a worker.
@@ -44,9 +43,12 @@ func (s *Server) startWorkers() {
 	for range s.limits.Workers {
 		s.pool.running.Go(func() {
 			runtime.LockOSThread() // never unlocked
-			var input [preprocess.Len]float32
+			var input []float32    // the model's input, reused
 			for j := range s.pool.jobs {
-				j.pred, j.err = s.predict(j.ctx, j.model, j.data, input[:])
+				if n := j.model.input.Len(); len(input) != n {
+					input = make([]float32, n)
+				}
+				j.pred, j.err = s.predict(j.ctx, j.model, j.data, input)
 				close(j.done)
 			}
 		})

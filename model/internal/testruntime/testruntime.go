@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/planets-mlops/deploy/model/internal/classifier"
+	"github.com/planets-mlops/deploy/model/internal/contract"
 	"github.com/planets-mlops/deploy/model/internal/testenv"
 )
 
@@ -198,4 +199,21 @@ func entryKey(entry []byte) string {
 		entry = entry[n+m:]
 	}
 	return ""
+}
+
+// Declare writes into dir the committed model's declaration (model.json)
+// with labels instead of its own, and returns its path: the declaration of
+// a model Relabel made.
+func Declare(t testing.TB, dir string, labels []string) string {
+	t.Helper()
+	decl, err := contract.Read(contract.Path(ModelPath(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decl.Labels = labels
+	path := filepath.Join(dir, contract.FileName)
+	if err := decl.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
