@@ -28,22 +28,31 @@ var ManagedKinds = []AccessRule{
 }
 
 // ObservedKinds are what the Kubernetes provider watches while it waits for
-// the managed kinds to become ready (pulumi-kubernetes v4 provider/pkg/await:
-// a Deployment's ReplicaSets, Pods and PersistentVolumeClaims, a Service's
-// Endpoints): read, never written. Not Secrets, not pods/exec or any other
-// pod subresource.
+// the managed kinds to become ready (pulumi-kubernetes v4.32.0
+// provider/pkg/await: a Deployment's ReplicaSets, Pods and
+// PersistentVolumeClaims, a Service's Endpoints), and the core/v1 Events its
+// event aggregator (await/watchers.go NewEventAggregator, started for every
+// awaited object) lists and watches in the namespace to report the awaited
+// object's Warning events. The provider reads Events in the core group
+// only, never events.k8s.io. All read, never written. Not Secrets, not
+// pods/exec or any other pod subresource.
 var ObservedKinds = []AccessRule{
 	{APIGroup: "apps", Resources: []string{"replicasets"}},
-	{APIGroup: "", Resources: []string{"pods", "persistentvolumeclaims", "endpoints"}},
+	{APIGroup: "", Resources: []string{"pods", "persistentvolumeclaims", "endpoints", "events"}},
 }
 
 // namespaceVerbs are what each identity may do to the model's Namespace,
-// by its name alone: read it and, for the deploy identity, update its
-// labels. Creating it (RBAC cannot limit a create by name) and deleting it
-// (which deletes everything in it) stay with an admin.
+// by its name alone: read it, nothing more. Its
+// pod-security.kubernetes.io/enforce label is what keeps privileged and
+// hostPath pods out, so whoever may update or patch the Namespace may drop
+// it and run such a pod (root on a GKE Standard node): changing it, like
+// creating it (RBAC cannot limit a create by name) and deleting it (which
+// deletes everything in it), stays with an admin. (With resourceNames, a
+// list or watch is allowed only with a matching metadata.name field
+// selector: Kubernetes RBAC docs, "Referring to resources".)
 var (
-	deployNamespaceVerbs  = []string{"get", "watch", "update", "patch"}
-	previewNamespaceVerbs = []string{"get", "watch"}
+	deployNamespaceVerbs  = readVerbs
+	previewNamespaceVerbs = readVerbs
 )
 
 // DeployRules are the deploy identity's rules in the model's namespace.
@@ -65,7 +74,8 @@ func withVerbs(managed []AccessRule, verbs []string, observed []AccessRule) []Ac
 
 // DeployAccess is what CI's identities may do inside the cluster, as
 // Kubernetes RBAC: the deploy identity manages the model's workloads in its
-// namespace and reads its Namespace; the preview identity reads the same,
+// namespace and only reads its Namespace (a change to the Namespace, its
+// Pod Security label included, is an admin's: internal/planreview); the preview identity reads the same,
 // changes nothing. Their Google Cloud role (roles/container.clusterViewer)
 // only lets them reach the cluster; GKE authorizes every request by these
 // bindings, made out to the service accounts' emails, which is the user

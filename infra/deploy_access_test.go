@@ -52,8 +52,8 @@ func rulesOf(r mocktest.Resource) []string {
 
 // TestDeployAccessGrantsExactlyTheModelsKinds: the deploy identity writes
 // the kinds ModelService declares in its namespace and reads what the
-// provider watches; the preview identity reads the same; both see the
-// Namespace by name only. No Secrets, no pod subresources, no wildcard.
+// provider watches (Events included); the preview identity reads the same;
+// both only read the Namespace, by name. No Secrets, no pod subresources, no wildcard.
 func TestDeployAccessGrantsExactlyTheModelsKinds(t *testing.T) {
 	mocks := declareDeployAccess(t)
 	requireParented(t, mocks, "mlops:infra:DeployAccess")
@@ -64,14 +64,16 @@ func TestDeployAccessGrantsExactlyTheModelsKinds(t *testing.T) {
 			roles[r.Name] = r
 		}
 	}
-	observed := []string{"/endpoints " + read, "/persistentvolumeclaims " + read, "/pods " + read, "apps/replicasets " + read}
+	observed := []string{"/endpoints " + read, "/events " + read, "/persistentvolumeclaims " + read, "/pods " + read, "apps/replicasets " + read}
 	want := map[string][]string{
 		"deploy-access-deploy": append([]string{"/services " + write, "apps/deployments " + write,
 			"autoscaling/horizontalpodautoscalers " + write, "policy/poddisruptionbudgets " + write}, observed...),
 		"deploy-access-preview": append([]string{"/services " + read, "apps/deployments " + read,
 			"autoscaling/horizontalpodautoscalers " + read, "policy/poddisruptionbudgets " + read}, observed...),
-		"deploy-access-deploy-namespace":  {"/namespaces get,watch,update,patch live"},
-		"deploy-access-preview-namespace": {"/namespaces get,watch live"},
+		// Read only: whoever may update the Namespace may drop its
+		// pod-security.kubernetes.io/enforce label.
+		"deploy-access-deploy-namespace":  {"/namespaces " + read + " live"},
+		"deploy-access-preview-namespace": {"/namespaces " + read + " live"},
 	}
 	if len(roles) != len(want) {
 		t.Errorf("%d roles, want %d", len(roles), len(want))

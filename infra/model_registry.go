@@ -1,6 +1,9 @@
 package infra
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/pulumi/pulumi-gcp/sdk/v9/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -26,6 +29,15 @@ type ModelRegistryArgs struct {
 	KeepImages int
 }
 
+// cleanupMinAge is how old a version must be before the cleanup may delete
+// it, whatever KeepImages says. The newest KeepImages alone do not protect
+// the running image: versions that were pushed but not deployed (a rollout
+// that failed after its push, a rollback to an older model's digest, which
+// makes no new version) push it out of the newest N, and the next node
+// replacement or rollback then cannot pull it. A month is longer than any
+// of those stays unnoticed.
+const cleanupMinAge = 30 * 24 * time.Hour
+
 // NewModelRegistry declares the repository.
 func NewModelRegistry(ctx *pulumi.Context, name string, args *ModelRegistryArgs, opts ...pulumi.ResourceOption) (*ModelRegistry, error) {
 	c := &ModelRegistry{}
@@ -40,14 +52,21 @@ func NewModelRegistry(ctx *pulumi.Context, name string, args *ModelRegistryArgs,
 		Description:  pulumi.String("Model images of the planet classifier, tagged with the model fingerprint."),
 		// Tags stay mutable: rolling back to an earlier model pushes its
 		// fingerprint tag again, which immutable tags would refuse.
-		// Cleanup deletes every version except the most recent KeepImages;
-		// KEEP wins over DELETE, so the running image (the newest) survives.
+		// Cleanup deletes the versions older than cleanupMinAge except the
+		// most recent KeepImages: a version matching both a delete and a
+		// keep policy is kept (Artifact Registry, "Cleanup policy
+		// overview"), so a version goes only when it is both old and not
+		// among the newest.
 		CleanupPolicyDryRun: pulumi.Bool(false),
 		CleanupPolicies: artifactregistry.RepositoryCleanupPolicyArray{
 			&artifactregistry.RepositoryCleanupPolicyArgs{
-				Id:        pulumi.String("delete-old-models"),
-				Action:    pulumi.String("DELETE"),
-				Condition: &artifactregistry.RepositoryCleanupPolicyConditionArgs{TagState: pulumi.String("ANY")},
+				Id:     pulumi.String("delete-old-models"),
+				Action: pulumi.String("DELETE"),
+				Condition: &artifactregistry.RepositoryCleanupPolicyConditionArgs{
+					TagState: pulumi.String("ANY"),
+					// The API's Duration: whole seconds with an s suffix.
+					OlderThan: pulumi.String(fmt.Sprintf("%ds", int64(cleanupMinAge.Seconds()))),
+				},
 			},
 			&artifactregistry.RepositoryCleanupPolicyArgs{
 				Id:                 pulumi.String("keep-recent-models"),

@@ -35,10 +35,14 @@ func TestModelRegistryIsADockerRepositoryThatCleansUpOldModels(t *testing.T) {
 		t.Fatalf("cleanup policies: %v", policies)
 	}
 	del, keep := policies[0].ObjectValue(), policies[1].ObjectValue()
-	if del["action"].StringValue() != "DELETE" || del["condition"].ObjectValue()["tagState"].StringValue() != "ANY" {
-		t.Errorf("first policy %v, want DELETE of any tag state", del)
+	// Only versions older than 30 days may go: the newest N alone need not
+	// hold the running image (a failed rollout's push, a rollback).
+	condition := del["condition"].ObjectValue()
+	if del["id"].StringValue() != "delete-old-models" || del["action"].StringValue() != "DELETE" || len(condition) != 2 ||
+		condition["tagState"].StringValue() != "ANY" || !condition["olderThan"].IsString() || condition["olderThan"].StringValue() != "2592000s" {
+		t.Errorf("first policy %v, want DELETE of any tag state older than 2592000s (30 days)", del)
 	}
-	if keep["action"].StringValue() != "KEEP" || keep["mostRecentVersions"].ObjectValue()["keepCount"].NumberValue() != 7 {
+	if keep["id"].StringValue() != "keep-recent-models" || keep["action"].StringValue() != "KEEP" || keep["mostRecentVersions"].ObjectValue()["keepCount"].NumberValue() != 7 {
 		t.Errorf("second policy %v, want KEEP of the 7 most recent", keep)
 	}
 	if url != "europe-west6-docker.pkg.dev/"+testProject+"/mlops" {

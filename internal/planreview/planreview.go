@@ -9,8 +9,9 @@
 // delete any Google Cloud resource: the cluster, its node pool, the registry
 // repository (its cleanup policy included), the enabled APIs and everything
 // IAM (accounts, grants, the Workload Identity pool and provider). Nor may it
-// write Kubernetes RBAC, or create or delete the model's Namespace. Every planned change to one of those fails with 403
-// halfway through CI's `pulumi up`.
+// write Kubernetes RBAC, or create, change or delete the model's Namespace
+// (its Pod Security label keeps privileged pods out). Every planned change
+// to one of those fails with 403 halfway through CI's `pulumi up`.
 package planreview
 
 import (
@@ -46,10 +47,6 @@ var changing = []apitype.OpType{
 	apitype.OpImport, apitype.OpImportReplacement,
 }
 
-// namespaceType is the model's Namespace: CI may update it, not create or
-// delete it.
-const namespaceType = "kubernetes:core/v1:Namespace"
-
 // NeedsAdmin says whether CI's deploy identity cannot change a resource of
 // this type, and what the README calls it.
 func NeedsAdmin(typ string) (string, bool) {
@@ -69,11 +66,12 @@ func NeedsAdmin(typ string) (string, bool) {
 		return "a Google Cloud resource", true
 	case strings.HasPrefix(typ, "kubernetes:rbac.authorization.k8s.io/"):
 		return "Kubernetes RBAC", true
-	case typ == namespaceType:
-		// The deploy identity may read and label the model's Namespace by
-		// name (infra.DeployAccess); RBAC cannot limit a create by name,
-		// and a delete takes everything in it.
-		return "the model's Namespace (created or deleted)", true
+	case typ == "kubernetes:core/v1:Namespace":
+		// The deploy identity may only read the model's Namespace
+		// (infra.DeployAccess): an update could drop its
+		// pod-security.kubernetes.io/enforce label, RBAC cannot limit a
+		// create by name, and a delete takes everything in it.
+		return "the model's Namespace (its Pod Security labels)", true
 	}
 	return "", false
 }
@@ -99,7 +97,7 @@ func AdminChanges(events io.Reader) ([]Change, error) {
 		}
 		step := e.ResourcePreEvent.Metadata
 		what, admin := NeedsAdmin(step.Type)
-		if !admin || !slices.Contains(changing, step.Op) || (step.Type == namespaceType && step.Op == apitype.OpUpdate) {
+		if !admin || !slices.Contains(changing, step.Op) {
 			continue
 		}
 		if i, seen := index[step.URN]; seen {

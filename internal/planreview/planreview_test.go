@@ -48,6 +48,7 @@ func TestAdminChangesListsWhatCICannotApply(t *testing.T) {
 		// What CI applies itself: the image, the workloads, providers.
 		step(apitype.OpCreate, "docker:index/image:Image", "mlops:infra:ModelImage$docker:index/image:Image", "image"),
 		step(apitype.OpUpdate, "kubernetes:apps/v1:Deployment", "mlops:infra:ModelService$kubernetes:apps/v1:Deployment", "model"),
+		// A label change on the Namespace (Pod Security) is an admin's.
 		step(apitype.OpUpdate, "kubernetes:core/v1:Namespace", "mlops:infra:ModelService$kubernetes:core/v1:Namespace", "model-namespace"),
 		step(apitype.OpCreate, "kubernetes:rbac.authorization.k8s.io/v1:Role", "mlops:infra:DeployAccess$kubernetes:rbac.authorization.k8s.io/v1:Role", "deploy-access-deploy"),
 		step(apitype.OpCreateReplacement, "kubernetes:core/v1:Namespace", "mlops:infra:ModelService$kubernetes:core/v1:Namespace", "other-namespace"),
@@ -79,8 +80,9 @@ func TestAdminChangesListsWhatCICannotApply(t *testing.T) {
 		"IAM (accounts, grants, Workload Identity) | ci-preview-container-viewer | create",
 		"IAM (accounts, grants, Workload Identity) | ci-registry-writer | delete",
 		"IAM (accounts, grants, Workload Identity) | ci-github | update",
+		"the model's Namespace (its Pod Security labels) | model-namespace | update",
 		"Kubernetes RBAC | deploy-access-deploy | create",
-		"the model's Namespace (created or deleted) | other-namespace | create-replacement",
+		"the model's Namespace (its Pod Security labels) | other-namespace | create-replacement",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("admin changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -98,7 +100,7 @@ func TestAdminChangesNothingWhenCICanApplyAll(t *testing.T) {
 		step(apitype.OpSame, "gcp:container/cluster:Cluster", "mlops:infra:GKECluster$gcp:container/cluster:Cluster", "cluster"),
 		step(apitype.OpCreate, "docker:index/image:Image", "mlops:infra:ModelImage$docker:index/image:Image", "image"),
 		step(apitype.OpUpdate, "kubernetes:apps/v1:Deployment", "mlops:infra:ModelService$kubernetes:apps/v1:Deployment", "model"),
-		step(apitype.OpUpdate, "kubernetes:core/v1:Namespace", "mlops:infra:ModelService$kubernetes:core/v1:Namespace", "model-namespace"),
+		step(apitype.OpSame, "kubernetes:core/v1:Namespace", "mlops:infra:ModelService$kubernetes:core/v1:Namespace", "model-namespace"),
 	)
 	changes, err := AdminChanges(strings.NewReader(log + "\n"))
 	if err != nil || len(changes) != 0 || Markdown(changes) != "" {

@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -126,6 +127,75 @@ func TestE2EDeployAndPreviewIdentitiesCanDoOnlyTheirJob(t *testing.T) {
 		}
 	})
 
+	t.Run("3b_the_deploy_identity_cannot_switch_Pod_Security_off_nor_run_a_privileged_pod", func(t *testing.T) {
+		deploy := e2eClientAs(t, local, e2eDeployUser)
+		e2eAllowed(t, "get the model's Namespace", func() error {
+			_, err := deploy.CoreV1().Namespaces().Get(ctx, e2eNamespace, metav1.GetOptions{})
+			return err
+		})
+		e2eForbidden(t, "deploy", "drop the Namespace's pod-security enforce label (patch)", func() error {
+			_, err := deploy.CoreV1().Namespaces().Patch(ctx, e2eNamespace, types.MergePatchType,
+				[]byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":null}}}`), metav1.PatchOptions{})
+			return err
+		})
+		e2eForbidden(t, "deploy", "set the Namespace's pod-security enforce label to privileged (update)", func() error {
+			ns, err := deploy.CoreV1().Namespaces().Get(ctx, e2eNamespace, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+			_, err = deploy.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+			return err
+		})
+		if ns, err := admin.CoreV1().Namespaces().Get(ctx, e2eNamespace, metav1.GetOptions{}); err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+			t.Fatalf("the model's Namespace: %v, labels %v; want pod-security.kubernetes.io/enforce=restricted", err, ns.Labels)
+		}
+		privileged := e2ePrivilegedPodSpec()
+		e2eForbidden(t, "deploy", "create a privileged Pod", func() error {
+			_, err := deploy.CoreV1().Pods(e2eNamespace).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "intruder"}, Spec: privileged}, metav1.CreateOptions{})
+			return err
+		})
+		// Through a Deployment, which it may write: the ReplicaSet
+		// controller's pod creates meet Pod Security admission, which
+		// refuses them; no pod ever exists.
+		labels := map[string]string{"app": "intruder"}
+		intruder := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "intruder"}, Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: privileged},
+		}}
+		e2eAllowed(t, "create a Deployment in "+e2eNamespace, func() error {
+			_, err := deploy.AppsV1().Deployments(e2eNamespace).Create(ctx, intruder, metav1.CreateOptions{})
+			return err
+		})
+		defer func() {
+			if err := deploy.AppsV1().Deployments(e2eNamespace).Delete(ctx, "intruder", metav1.DeleteOptions{}); err != nil {
+				t.Errorf("deleting the intruder Deployment: %v", err)
+			}
+		}()
+		refusal := ""
+		for deadline := time.Now().Add(60 * time.Second); refusal == "" && time.Now().Before(deadline); time.Sleep(time.Second) {
+			sets, err := admin.AppsV1().ReplicaSets(e2eNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=intruder"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rs := range sets.Items {
+				for _, c := range rs.Status.Conditions {
+					if c.Type == appsv1.ReplicaSetReplicaFailure && strings.Contains(c.Message, "violates PodSecurity") {
+						refusal = c.Message
+					}
+				}
+			}
+		}
+		if refusal == "" {
+			t.Errorf("the intruder Deployment's ReplicaSet reports no PodSecurity refusal within 60s")
+		} else {
+			t.Logf("PROOF the privileged pod was refused: %s", refusal)
+		}
+		if pods, err := admin.CoreV1().Pods(e2eNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=intruder"}); err != nil || len(pods.Items) != 0 {
+			t.Errorf("intruder pods: %v, %v; want none", e2eNames(t, pods), err)
+		}
+	})
+
 	t.Run("4_the_preview_identity_previews_and_changes_nothing", func(t *testing.T) {
 		actAs("preview")
 		e2ePreviewNoChanges(ctx, t, stack, "the preview identity's preview with nothing to do")
@@ -183,6 +253,82 @@ func TestE2EDeployAndPreviewIdentitiesCanDoOnlyTheirJob(t *testing.T) {
 		}
 		e2ePreviewNoChanges(ctx, t, stack, "the admin's preview after the admin's up")
 	})
+
+	t.Run("5_a_failing_rollout_shows_the_Deployment's_warning_events_in_the_deploy_identity's_up", func(t *testing.T) {
+		// A rollout whose new ReplicaSet cannot be created (an object
+		// count quota, as an admin may set): the deployment controller
+		// records a Warning event on the Deployment, which the provider's
+		// event aggregator (pulumi-kubernetes await/watchers.go) prints
+		// while it waits, if its identity may list and watch Events.
+		sets, err := admin.AppsV1().ReplicaSets(e2eNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-more-replicasets"}, Spec: corev1.ResourceQuotaSpec{
+			Hard: corev1.ResourceList{"count/replicasets.apps": *resource.NewQuantity(int64(len(sets.Items)), resource.DecimalSI)},
+		}}
+		if _, err := admin.CoreV1().ResourceQuotas(e2eNamespace).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := admin.CoreV1().ResourceQuotas(e2eNamespace).Delete(context.WithoutCancel(ctx), quota.Name, metav1.DeleteOptions{}); err != nil {
+				t.Errorf("deleting the quota: %v", err)
+			}
+		}()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+			q, err := admin.CoreV1().ResourceQuotas(e2eNamespace).Get(ctx, quota.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, synced := q.Status.Used["count/replicasets.apps"]; synced {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the quota's usage was not computed within 60s: %+v", q.Status)
+			}
+		}
+
+		actAs("deploy")
+		// An image no earlier ReplicaSet ran: the rollout needs a new one.
+		newImage := "registry.local/planets/model@sha256:" + strings.Repeat("5e", 32)
+		for key, value := range map[string]string{"mlops:image": newImage, "mlops:progressDeadlineSeconds": "20"} {
+			if err := stack.SetConfig(ctx, key, auto.ConfigValue{Value: value}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var output bytes.Buffer
+		_, err = stack.Up(ctx, optup.ProgressStreams(&output), optup.ErrorProgressStreams(&output))
+		if err == nil {
+			t.Fatalf("the rollout past the quota succeeded:\n%s", output.String())
+		}
+		// The aggregator prints "<reason>: <message>". The up's error
+		// itself says only that the Deployment timed out waiting to be
+		// Ready: without Events the cause is nowhere in the output.
+		const event = "ReplicaSetCreateError: Failed to create new replica set"
+		if line := e2eLineContaining(output.String(), event); line == "" || !strings.Contains(line, "exceeded quota") {
+			t.Errorf("the deploy identity's failed up does not show the Deployment's warning event (%s ...: exceeded quota):\n%s", event, output.String())
+		} else {
+			t.Logf("PROOF the deploy identity's up shows the Deployment's warning event: %s", strings.TrimSpace(line))
+		}
+		// Whatever the event says, the identity itself met no 403.
+		if strings.Contains(output.String(), `"`+e2eDeployUser+`" cannot`) {
+			t.Errorf("the deploy identity's up met a 403:\n%s", output.String())
+		}
+	})
+}
+
+// e2ePrivilegedPodSpec is what Pod Security's restricted (and baseline)
+// level refuses: a privileged container with the node's root file system.
+func e2ePrivilegedPodSpec() corev1.PodSpec {
+	privileged := true
+	return corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name: "root", Image: e2eImage,
+			SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+			VolumeMounts:    []corev1.VolumeMount{{Name: "host", MountPath: "/host"}},
+		}},
+		Volumes: []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}},
+	}
 }
 
 // e2eForbiddenToDeploy are requests neither CI identity may make: Secrets
