@@ -78,12 +78,20 @@ cleanup() {
 	if [ -n "$cg" ] && [ -d "$cg" ]; then
 		# Only what this script started is in it.
 		while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$cg/cgroup.procs"
-		sleep 1
-		rmdir "$cg" 2>/dev/null || true
+		remove_cgroup
 	fi
 	rm -rf "$tmp"
 }
+# A killed process leaves its cgroup only once it has exited.
+remove_cgroup() {
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		rmdir "$cg" 2>/dev/null && return
+		sleep 1
+	done
+	echo "compile-memory: could not remove $cg" >&2
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Every compile, link and vet process runs under /usr/bin/time, which
 # appends "<max RSS in KiB> <tool> <package>" to a log (the package is the
@@ -153,7 +161,7 @@ measure() {
 		peak=$(cat "$cg/memory.max_usage_in_bytes")
 		oom=$(awk '$1 == "oom_kill" { print $2 }' "$cg/memory.oom_control")
 	fi
-	rmdir "$cg" 2>/dev/null || true
+	remove_cgroup
 	cg=
 
 	echo "== $part: limit $(human "$limit"), env GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} GOFLAGS=${GOFLAGS:-}"
