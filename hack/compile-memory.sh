@@ -7,7 +7,7 @@
 #   program  what hack/program.sh compiles: `go build .`
 #   gate     what `hack/test.sh --hermetic` compiles: `go vet ./...` and the
 #            test binaries of both modules (the program's and model/'s),
-#            built with `go test -c` instead of run
+#            compiled and linked by `go test -exec true`, which runs none
 #
 # (default: both, one after the other). Each runs in a memory cgroup of its
 # own limited to BYTES (default 7000000000, a 7 GB runner; no swap), with an
@@ -20,11 +20,13 @@
 #   sudo env GOGC=50 hack/compile-memory.sh program
 #   sudo env GOFLAGS=-p=1 hack/compile-memory.sh gate
 #
-# Prints, per part: wall time, the cgroup's peak memory (RSS and page cache,
-# what the limit is compared with), whether the kernel OOM-killed anything in
-# it, the largest resident set of one compiler (or linker, vet) process and
-# its package, and the load average before and after (the wall time on a
-# shared machine depends on it; the memory barely does).
+# Prints, per part: wall time; the cgroup's peak memory (processes and page
+# cache, what the limit is compared with) and its peak of anonymous memory
+# (the processes' own, which reclaiming page cache cannot make room for);
+# whether the kernel OOM-killed anything in it; the largest resident sets of
+# single compiler (linker, vet) processes, with their packages; and the load
+# average before and after (the wall time on a shared machine depends on
+# it; the memory barely does).
 #
 # Needs root to create the cgroup (sudo on a runner), a cgroup v2 hierarchy
 # with the memory controller (any systemd machine; GitHub's and GitLab's
@@ -74,6 +76,7 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/compile-memory.XXXXXX")
 cg=
+# shellcheck disable=SC2317 # called by the traps
 cleanup() {
 	if [ -n "$cg" ] && [ -d "$cg" ]; then
 		# Only what this script started is in it.
@@ -83,6 +86,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 # A killed process leaves its cgroup only once it has exited.
+# shellcheck disable=SC2317 # called by cleanup
 remove_cgroup() {
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		rmdir "$cg" 2>/dev/null && return
@@ -94,7 +98,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Every compile, link and vet process runs under /usr/bin/time, which
-# appends "<max RSS in KiB> <tool> <package>" to a log (the package is the
+# appends "<max RSS in KiB> <wall seconds> <tool> <package>" to a log (the package is the
 # tool's -p argument; the linker's is its output file).
 toolexec=()
 if [ -x /usr/bin/time ]; then
@@ -107,7 +111,7 @@ for arg in "$@"; do
 	case "$prev" in -p | -o) pkg=$arg ;; esac
 	prev=$arg
 done
-exec /usr/bin/time -a -o "$COMPILE_MEMORY_LOG" -f "%M $tool ${pkg:-?}" "$@"
+exec /usr/bin/time -a -o "$COMPILE_MEMORY_LOG" -f "%M %e $tool ${pkg:-?}" "$@"
 EOF
 	chmod +x "$tmp/toolexec"
 	toolexec=(-toolexec "$tmp/toolexec")
@@ -117,18 +121,35 @@ echo "compile-memory: downloading the modules first (outside the measurement)" >
 go list -deps -test ./... >/dev/null
 (cd model && go list -deps -test ./... >/dev/null)
 
-human() { awk -v b="$1" 'BEGIN { printf "%.2f GB (%d bytes)", b / 1e9, b }'; }
+human() { awk -v b="$1" 'BEGIN { printf "%.2f GB (%.0f bytes)", b / 1e9, b }'; }
+
+# Samples the cgroup's anonymous memory (the processes' own, which page
+# cache cannot make room for) every half second, keeping the largest, until
+# the file $1.stop exists.
+sample_anon() {
+	local key=rss max=0 now
+	[ "$cgversion" = 1 ] || key=anon
+	while [ ! -e "$1.stop" ]; do
+		now=$(awk -v k="$key" '$1 == k { print $2 }' "$cg/memory.stat" 2>/dev/null || echo 0)
+		[ "${now:-0}" -le "$max" ] || max=$now
+		echo "$max" >"$1"
+		sleep 0.5
+	done
+}
 
 measure() {
 	local part=$1 log=$tmp/$1.log rsslog=$tmp/$1.rss
 	local script
+	# shellcheck disable=SC2016 # expanded by the shell inside the cgroup
 	case "$part" in
 	program)
 		script='go build "$@" -o "$OUT/mlops" .'
 		;;
 	gate)
-		script='go vet "$@" ./... && go test "$@" -c -o "$OUT/program/" ./... &&
-			cd model && go vet "$@" ./... && go test "$@" -c -o "$OUT/model/" ./...'
+		# -exec true: every test binary is compiled and linked as
+		# hack/test.sh does, none is run.
+		script='go vet "$@" ./... && go test "$@" -count=1 -exec true ./... &&
+			cd model && go vet "$@" ./... && go test "$@" -count=1 -exec true ./...'
 		;;
 	esac
 	cg=$cgparent/mlops-compile-memory.$$.$part
@@ -142,16 +163,21 @@ measure() {
 	fi
 	mkdir -p "$tmp/$part.cache" "$tmp/$part.out"
 	: >"$rsslog"
-	local load_before start end status=0
+	local load_before start end status=0 sampler
+	sample_anon "$tmp/$part.anon" &
+	sampler=$!
 	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 	start=$(date +%s.%N)
 	# The shell moves itself into the cgroup, then becomes the build: every
 	# process the build starts is counted.
+	# shellcheck disable=SC2016 # expanded by that shell
 	env GOCACHE="$tmp/$part.cache" OUT="$tmp/$part.out" COMPILE_MEMORY_LOG="$rsslog" \
 		COMPILE_MEMORY_SCRIPT="$script" \
 		bash -c 'echo $$ >"$1/cgroup.procs" && shift && eval "$COMPILE_MEMORY_SCRIPT"' _ "$cg" "${toolexec[@]}" \
 		>"$log" 2>&1 || status=$?
 	end=$(date +%s.%N)
+	touch "$tmp/$part.anon.stop"
+	wait "$sampler" || true
 
 	local peak oom
 	if [ "$cgversion" = 2 ]; then
@@ -167,18 +193,18 @@ measure() {
 	echo "== $part: limit $(human "$limit"), env GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} GOFLAGS=${GOFLAGS:-}"
 	echo "exit status:          $status"
 	awk -v s="$start" -v e="$end" 'BEGIN { printf "wall time:            %.0f s\n", e - s }'
-	echo "cgroup peak memory:   $(human "$peak")"
+	echo "cgroup peak memory:   $(human "$peak") (with page cache)"
+	echo "peak anonymous:       $(human "$(cat "$tmp/$part.anon" 2>/dev/null || echo 0)") (the processes' own memory, sampled every 0.5 s)"
 	echo "OOM kills:            ${oom:-unknown}"
 	if [ -s "$rsslog" ]; then
-		# Lines other than "<KiB> <tool> <pkg>" are /usr/bin/time's notes
-		# ("Command terminated by signal 9").
-		awk '$1 ~ /^[0-9]+$/ && NF == 3' "$rsslog" | sort -n | tail -1 |
-			awk '{ printf "largest process:      %.2f GB max RSS, %s of %s\n", $1 * 1024 / 1e9, $2, $3 }'
-		echo "next largest:"
-		awk '$1 ~ /^[0-9]+$/ && NF == 3' "$rsslog" | sort -n | tail -6 | head -5 |
-			awk '{ printf "                      %.2f GB %s %s\n", $1 * 1024 / 1e9, $2, $3 }'
-		if grep -q 'signal' "$rsslog"; then
-			echo "killed:               $(grep -c signal "$rsslog") process(es) ($(grep signal "$rsslog" | sort -u | tr '\n' ' '))"
+		# Lines other than "<KiB> <s> <tool> <pkg>" are /usr/bin/time's
+		# notes ("Command terminated by signal 9").
+		echo "largest processes:    (max RSS, wall time, tool, package)"
+		awk '$1 ~ /^[0-9]+$/ && NF == 4' "$rsslog" | sort -rn | head -6 |
+			awk '{ printf "                      %.2f GB %5.0f s %s %s\n", $1 * 1024 / 1e9, $2, $3, $4 }'
+		if grep -q '^Command terminated by signal' "$rsslog"; then
+			echo "killed:               $(grep -c '^Command terminated by signal' "$rsslog") process(es); /usr/bin/time noted:"
+			grep -A1 '^Command terminated by signal' "$rsslog" | grep -v '^--' | sed 's/^/                      /'
 		fi
 	fi
 	echo "load average:         $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after (nproc $(nproc))"
