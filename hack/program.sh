@@ -14,5 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=${MLOPS_PROGRAM_BIN:-bin/mlops}
 # stdout is the program's: Pulumi shows it. go build writes only errors, to
 # stderr.
-go build -o "$bin" .
+# GOGC for the compiler only (the program runs with Go's default): a cold
+# compile then fits a 7 GB machine (docs/compile-memory.md).
+GOGC=${GOGC:-50} go build -o "$bin" .
 exec "$bin" "$@"
