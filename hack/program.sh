@@ -19,5 +19,7 @@ bin=${MLOPS_PROGRAM_BIN:-bin/mlops}
 if [ ! -x "$bin" ]; then
 	echo "hack/program.sh: compiling the Pulumi program into $bin the first time (go build; about 10 minutes on 2 cores with an empty Go build cache, seconds after)" >&2
 fi
-go build -o "$bin" .
+# GOGC for the compiler only (the program runs with Go's default): a cold
+# compile then fits a 7 GB machine (docs/compile-memory.md).
+GOGC=${GOGC:-50} go build -o "$bin" .
 exec "$bin" "$@"

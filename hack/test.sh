@@ -84,5 +84,13 @@ go test -count=1 -timeout 60m $(go list ./... | grep -v -e '/pipelines$' -e '/cm
 go test -count=1 -timeout 60m ./cmd/local/
 go test -count=1 -timeout 60m ./pipelines/
 
+if [ "$tier" = full ]; then
+	# The endpoint address against pulumi-gcp's generated compute.NewAddress,
+	# request for request: that package takes 6-7 GB to compile, so only the
+	# full tier compiles it, never the hermetic gate (docs/compile-memory.md).
+	step "tests: the endpoint address against the generated SDK"
+	go test -count=1 -tags sdkparity -run SDK ./infra/
+fi
+
 step "tests: the model server"
 (cd model && go test -count=1 ./...)

@@ -75,13 +75,14 @@ type job struct {
 }
 
 type step struct {
-	ID   string            `yaml:"id"`
-	If   string            `yaml:"if"`
-	Name string            `yaml:"name"`
-	Uses string            `yaml:"uses"`
-	With map[string]string `yaml:"with"`
-	Env  map[string]string `yaml:"env"`
-	Run  string            `yaml:"run"`
+	ID             string            `yaml:"id"`
+	If             string            `yaml:"if"`
+	TimeoutMinutes int               `yaml:"timeout-minutes"`
+	Name           string            `yaml:"name"`
+	Uses           string            `yaml:"uses"`
+	With           map[string]string `yaml:"with"`
+	Env            map[string]string `yaml:"env"`
+	Run            string            `yaml:"run"`
 }
 
 // stringList is a YAML value that is either one string or a list of them.
@@ -773,7 +774,7 @@ func TestGitHubGoCaches(t *testing.T) {
 				t.Errorf("step %d uses actions/cache, which saves only when the whole job succeeds; use actions/cache/restore and actions/cache/save", i)
 			}
 			gi, setupGo, _ := j.stepUsing("actions/setup-go")
-			var restore, save *step
+			var restore, save, unfinished *step
 			ri, si := -1, -1
 			for i, s := range j.Steps {
 				s := s
@@ -783,6 +784,8 @@ func TestGitHubGoCaches(t *testing.T) {
 				switch {
 				case strings.HasPrefix(s.Uses, "actions/cache/restore@"):
 					restore, ri = &s, i
+				case strings.HasPrefix(s.Uses, "actions/cache/save@") && strings.Contains(s.With["key"], "-unfinished-"):
+					unfinished = &s
 				case strings.HasPrefix(s.Uses, "actions/cache/save@"):
 					save, si = &s, i
 				}
@@ -809,7 +812,7 @@ func TestGitHubGoCaches(t *testing.T) {
 				t.Errorf("restore-keys %q, want %q: a go.sum change would compile all of pulumi-gcp again", got, want)
 			}
 			if !tc.saves {
-				if save != nil {
+				if save != nil || unfinished != nil {
 					t.Errorf("step %d saves the Go caches: only the test jobs do", si)
 				}
 				return
@@ -826,7 +829,32 @@ func TestGitHubGoCaches(t *testing.T) {
 				}
 			}
 			if strings.Contains(save.If, "always()") {
-				t.Errorf("save if %q: never a cancelled run", save.If)
+				t.Errorf("save if %q: never a cancelled run under the key itself", save.If)
+			}
+			// A job that reaches its timeout-minutes is cancelled and would
+			// save nothing: the tests' step has a limit of its own, shorter,
+			// and every other end saves under a key of its own.
+			ti := slices.IndexFunc(j.Steps, func(s step) bool { return strings.Contains(s.Run, "hack/test.sh") })
+			if ti < 0 {
+				t.Fatal("no hack/test.sh step")
+			}
+			tests := j.Steps[ti]
+			if tests.ID == "" || tests.TimeoutMinutes == 0 || tests.TimeoutMinutes > j.TimeoutMinutes-5 {
+				t.Errorf("tests step (id %q): timeout-minutes %d, want one at least 5 under the job's %d", tests.ID, tests.TimeoutMinutes, j.TimeoutMinutes)
+			}
+			if !strings.Contains(save.If, "steps."+tests.ID+".outcome == 'success'") {
+				t.Errorf("save if %q: only a run whose tests passed saves under the key", save.If)
+			}
+			if unfinished == nil {
+				t.Fatal("no save of the Go caches of an unfinished run (failed, timed out, cancelled)")
+			}
+			if want := "${{ steps." + restore.ID + ".outputs.cache-primary-key }}-unfinished-${{ github.run_id }}-${{ github.run_attempt }}"; unfinished.With["key"] != want {
+				t.Errorf("unfinished save key %q, want %q (a key of its own, never the complete cache's)", unfinished.With["key"], want)
+			}
+			for _, want := range []string{"always()", "steps." + restore.ID + ".outputs.cache-hit != 'true'", "steps." + tests.ID + ".outcome != 'success'", "steps." + tests.ID + ".outcome != 'skipped'"} {
+				if !strings.Contains(unfinished.If, want) {
+					t.Errorf("unfinished save if %q lacks %s", unfinished.If, want)
+				}
 			}
 		})
 	}
@@ -1305,8 +1333,8 @@ func TestGitLabJobs(t *testing.T) {
 				}
 				switch tc.job {
 				case "test":
-					if !slices.Equal(j.Script, []string{"hack/deps.sh hermetic", "hack/test.sh --hermetic"}) {
-						t.Errorf("test job: script %q; want hack/deps.sh hermetic, hack/test.sh --hermetic", j.Script)
+					if !slices.Equal(j.Script, []string{"hack/deps.sh hermetic", "timeout 25m hack/test.sh --hermetic"}) {
+						t.Errorf("test job: script %q; want hack/deps.sh hermetic, timeout 25m hack/test.sh --hermetic", j.Script)
 					}
 					// Variables scoped to an environment reach only jobs that
 					// name it: the test job runs merge request code.
@@ -1410,8 +1438,16 @@ func TestGitLabCaches(t *testing.T) {
 	goVersion := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(readFile(t, "go.mod"))[1]
 
 	test := ci.job(t, "test")
-	if d, ok := parseGitLabDuration(test.Timeout); !ok || d > 30 {
-		t.Errorf("test job: timeout %q, want at most 30 minutes for the hermetic tier", test.Timeout)
+	// A job that reaches its timeout uploads no cache; a script that fails
+	// does (cache when: always), so the tests have a limit of their own.
+	testTimeout, ok := parseGitLabDuration(test.Timeout)
+	if !ok || testTimeout > 40 {
+		t.Errorf("test job: timeout %q, want at most 40 minutes for the hermetic tier", test.Timeout)
+	}
+	if m := regexp.MustCompile(`(?m)^timeout (\d+)m hack/test\.sh --hermetic$`).FindStringSubmatch(strings.Join(test.Script, "\n")); m == nil {
+		t.Errorf("test job: script %q, want `timeout <N>m hack/test.sh --hermetic`, N at least 5 under the job's timeout", test.Script)
+	} else if n, _ := strconv.Atoi(m[1]); n > testTimeout-5 {
+		t.Errorf("test job: the tests' timeout %d min, want at least 5 under the job's %d: the cache upload needs the rest", n, testTimeout)
 	}
 	goCache, ok := cached(test.Cache, gocache)
 	if !ok {
