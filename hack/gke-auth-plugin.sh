@@ -13,7 +13,7 @@ if command -v gke-gcloud-auth-plugin >/dev/null && command -v gcloud >/dev/null;
   exit 0
 fi
 if ! command -v gcloud >/dev/null; then
-  echo "gke-auth-plugin: gcloud is not on PATH; install the Google Cloud CLI with its gke-gcloud-auth-plugin component (docs/gke.md, "Prerequisites")" >&2
+  echo "gke-auth-plugin: gcloud is not on PATH; install the Google Cloud CLI with its gke-gcloud-auth-plugin component (docs/gke.md, section Prerequisites)" >&2
   exit 1
 fi
 as_root=()
