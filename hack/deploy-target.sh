@@ -33,6 +33,17 @@
 # already deployed: `pulumi up` of <target> would go back), 1 otherwise.
 # <deployed> is the git.head of the stack's last successful update.
 #
+#   pulumi stack history --json | hack/deploy-target.sh deployed
+#
+# prints that <deployed>: the git.head of the newest entry that changed what
+# runs, a successful update (kind "update"; refresh, import, preview and
+# rename entries change nothing that runs, and pulumi records git.head for
+# them too: an admin's `pulumi refresh` at a newer commit must not make CI
+# skip a deploy). Nothing (so the target deploys) when that entry is a
+# destroy, an update from a dirty tree (git.dirty "true": its git.head does
+# not say what ran), or an update with no git.head (run outside a clone).
+# Field names: pulumi's `stack history --json` (kind, result, environment).
+#
 # GitHub: GITHUB_REPOSITORY, GITHUB_SHA, BRANCH, GATE and `gh` (GH_TOKEN).
 # GitLab: CI_REPOSITORY_URL, CI_COMMIT_SHA, CI_COMMIT_BRANCH and `git`, run
 # in the job's clone.
@@ -136,12 +147,32 @@ covered() {
   fi
 }
 
+deployed() {
+  jq -r '
+    first(.[] | select(.result == "succeeded" and (.kind == "update" or .kind == "destroy"))) // {kind: "none"}
+    | if .kind == "none" then "none"
+      elif .kind == "destroy" then "destroy"
+      elif (.environment["git.dirty"] // "false") == "true" then "dirty \(.environment["git.head"] // "")"
+      elif (.environment["git.head"] // "") == "" then "nohead"
+      else "head \(.environment["git.head"])" end' | {
+    read -r what head
+    case $what in
+    head) echo "$head" ;;
+    none) echo "deploy-target: the stack's history has no successful update: nothing is deployed yet" >&2 ;;
+    destroy) echo "deploy-target: the stack's last successful change was a destroy: nothing is deployed" >&2 ;;
+    dirty) echo "deploy-target: the stack's last successful update ran from a dirty tree at $head: what runs is not that commit" >&2 ;;
+    nohead) echo "deploy-target: the stack's last successful update records no git.head: what runs is unknown" >&2 ;;
+    esac
+  }
+}
+
 case "${1:-}" in
 github) github ;;
 gitlab) gitlab ;;
+deployed) deployed ;;
 covered) covered "${2:?usage: hack/deploy-target.sh covered <deployed> <target>}" "${3:?usage: hack/deploy-target.sh covered <deployed> <target>}" ;;
 *)
-  echo "usage: hack/deploy-target.sh github|gitlab|covered <deployed> <target>" >&2
+  echo "usage: hack/deploy-target.sh github|gitlab|deployed|covered <deployed> <target>" >&2
   exit 2
   ;;
 esac

@@ -1132,3 +1132,84 @@ func TestProgramScript(t *testing.T) {
 		t.Errorf("after a change: %q (linked %v), want the new code", out, linked)
 	}
 }
+
+// TestAlreadyDeployedCountsUpdatesOnly runs both deploy jobs' "already
+// deployed?" line against stack histories in pulumi's `stack history
+// --json` shape (kind, result, environment; newest first): only a
+// successful update from a clean tree says what runs. A refresh, import or
+// preview at a newer commit must not make CI skip a real deploy; after a
+// destroy, a dirty tree's update or one without git.head, nothing counts as
+// deployed, so the target deploys.
+func TestAlreadyDeployedCountsUpdatesOnly(t *testing.T) {
+	requireTool(t, "jq")
+	const c1, c2, c3 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333"
+	entry := func(kind, result, head string, dirty bool) map[string]any {
+		env := map[string]string{"exec.kind": "cli"}
+		if head != "" {
+			env["git.head"] = head
+			env["git.dirty"] = fmt.Sprint(dirty)
+		}
+		return map[string]any{"version": 7, "kind": kind, "startTime": "2026-12-07T10:00:00Z", "message": "m", "environment": env, "config": map[string]any{}, "result": result}
+	}
+	type history = []map[string]any
+	cases := []struct {
+		name    string
+		history history
+		want    string
+	}{
+		{"an admin's refresh at a newer commit", history{entry("refresh", "succeeded", c3, false), entry("update", "succeeded", c1, false)}, c1},
+		{"an import at a newer commit", history{entry("import", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a preview at a newer commit", history{entry("preview", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a failed update after a good one", history{entry("update", "failed", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a destroy after an update", history{entry("destroy", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, ""},
+		{"an update from a dirty tree", history{entry("update", "succeeded", c3, true), entry("update", "succeeded", c2, false)}, ""},
+		{"an update without git.head", history{entry("update", "succeeded", "", false), entry("update", "succeeded", c2, false)}, ""},
+		{"a refresh only", history{entry("refresh", "succeeded", c3, false)}, ""},
+		{"no history", history{}, ""},
+		{"a clean update", history{entry("update", "succeeded", c3, false)}, c3},
+	}
+	lineOf := func(t *testing.T, where, script string) string {
+		t.Helper()
+		for _, l := range strings.Split(script, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "deployed=$(") {
+				return l
+			}
+		}
+		t.Fatalf("%s: no deployed=$(...) line in:\n%s", where, script)
+		return ""
+	}
+	var upStep string
+	for _, s := range loadWorkflow(t, "deploy.yml").job(t, "deploy").Steps {
+		if strings.Contains(s.Run, "pulumi up ") {
+			upStep = s.Run
+		}
+	}
+	lines := map[string]string{
+		"deploy.yml":     lineOf(t, "deploy.yml", upStep),
+		".gitlab-ci.yml": lineOf(t, ".gitlab-ci.yml deploy", strings.Join(loadGitLab(t).job(t, "deploy").Script, "\n")),
+	}
+	for where, line := range lines {
+		for _, tc := range cases {
+			t.Run(where+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				h, _ := json.Marshal(tc.history)
+				if err := os.WriteFile(filepath.Join(dir, "history.json"), h, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				stub := "#!/usr/bin/env bash\n[[ \"$*\" == \"stack history --stack dev --json \"* ]] || { echo \"pulumi stand-in: unexpected $*\" >&2; exit 1; }\ncat \"$HISTORY\"\n"
+				if err := os.WriteFile(filepath.Join(dir, "pulumi"), []byte(stub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				out, code := runBash(t, repoPath(t, "."), line+"\nprintf 'DEPLOYED=%s\\n' \"$deployed\"",
+					"PATH="+dir+":"+os.Getenv("PATH"), "HISTORY="+filepath.Join(dir, "history.json"))
+				if code != 0 {
+					t.Fatalf("exit %d:\n%s", code, out)
+				}
+				m := regexp.MustCompile(`(?m)^DEPLOYED=(.*)$`).FindStringSubmatch(out)
+				if m == nil || m[1] != tc.want {
+					t.Errorf("deployed %q, want %q:\n%s", m, tc.want, out)
+				}
+			})
+		}
+	}
+}
