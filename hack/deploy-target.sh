@@ -15,7 +15,12 @@
 # not simply deploy its own commit, or exit when the branch moved on:
 #
 #   1. deployable are its own commit and (GitHub) every newer commit on the
-#      branch whose hermetic gate passed (the check run named $GATE);
+#      branch whose hermetic gate passed: a successful check run named
+#      $GATE, made by the GitHub Actions app (id 15368, slug
+#      github-actions), in the check suite of a push run of the workflow
+#      $GATE_WORKFLOW on that commit. Any app with checks: write can create
+#      a check run of any name, and a pull request's run of the same job
+#      ran other code (its merge commit) under the same name;
 #   2. it deploys the newest deployable commit, or above it the newest of
 #      the [skip ci] commits directly on top of it (they will get no pipeline
 #      of their own; their author chose to skip the tests);
@@ -44,7 +49,8 @@
 # not say what ran), or an update with no git.head (run outside a clone).
 # Field names: pulumi's `stack history --json` (kind, result, environment).
 #
-# GitHub: GITHUB_REPOSITORY, GITHUB_SHA, BRANCH, GATE and `gh` (GH_TOKEN).
+# GitHub: GITHUB_REPOSITORY, GITHUB_SHA, BRANCH, GATE, GATE_WORKFLOW and
+# `gh` (GH_TOKEN, with checks: read and actions: read).
 # GitLab: CI_REPOSITORY_URL, CI_COMMIT_SHA, CI_COMMIT_BRANCH and `git`, run
 # in the job's clone.
 set -euo pipefail
@@ -88,8 +94,22 @@ pick() {
   fi
 }
 
+# The GitHub Actions app: only its check runs come from a workflow's job.
+actions_app_id=15368
+
+# gate_passed SHA: true when a push run of $GATE_WORKFLOW on SHA has a
+# successful $GATE job (its check run, in that run's check suite), else false.
+gate_passed() {
+  local sha=$1 suites runs
+  suites=$(gh api --method GET "repos/$GITHUB_REPOSITORY/commits/$sha/check-runs" -f check_name="$GATE" -f app_id="$actions_app_id" \
+    --jq "[.check_runs[] | select(.conclusion == \"success\" and .app.id == $actions_app_id and .app.slug == \"github-actions\") | .check_suite.id]")
+  runs=$(gh api --method GET "repos/$GITHUB_REPOSITORY/actions/workflows/$GATE_WORKFLOW/runs" -f head_sha="$sha" -f event=push \
+    --jq "[.workflow_runs[] | select(.head_sha == \"$sha\" and .event == \"push\" and .path == \".github/workflows/$GATE_WORKFLOW\") | .check_suite_id]")
+  jq -n --argjson suites "$suites" --argjson runs "$runs" '[$suites[] | select(. as $s | $runs | index($s))] | length > 0'
+}
+
 github() {
-  : "${GITHUB_REPOSITORY:?}" "${GITHUB_SHA:?}" "${BRANCH:?}" "${GATE:?}"
+  : "${GITHUB_REPOSITORY:?}" "${GITHUB_SHA:?}" "${BRANCH:?}" "${GATE:?}" "${GATE_WORKFLOW:?}"
   local tip status
   tip=$(gh api "repos/$GITHUB_REPOSITORY/commits/$BRANCH" --jq .sha)
   if [[ $tip == "$GITHUB_SHA" ]]; then
@@ -104,9 +124,7 @@ github() {
   gh api "repos/$GITHUB_REPOSITORY/compare/$GITHUB_SHA...$tip" \
     --jq ".commits | reverse | .[] | \"\(.sha) \(.commit.message | test(\"$skip_markers_jq\"; \"i\"))\"" |
     while read -r sha skips; do
-      passed=$(gh api --method GET "repos/$GITHUB_REPOSITORY/commits/$sha/check-runs" -f check_name="$GATE" \
-        --jq '[.check_runs[] | select(.conclusion == "success")] | length > 0')
-      echo "$sha $passed $skips"
+      echo "$sha $(gate_passed "$sha") $skips"
     done | pick "$GITHUB_SHA"
 }
 

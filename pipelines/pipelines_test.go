@@ -458,8 +458,9 @@ func TestGitHubPermissions(t *testing.T) {
 		{"pull-request.yml", "preview", map[string]string{"contents": "read", "id-token": "write"}},
 		{"pull-request.yml", "comment", map[string]string{"pull-requests": "write"}},
 		{"deploy.yml", "test", map[string]string{"contents": "read"}},
-		// checks: read: whether newer commits' tests passed (hack/deploy-target.sh).
-		{"deploy.yml", "deploy", map[string]string{"contents": "read", "checks": "read", "id-token": "write"}},
+		// checks: read and actions: read: whether newer commits' tests passed,
+		// in a push run of deploy.yml (hack/deploy-target.sh).
+		{"deploy.yml", "deploy", map[string]string{"contents": "read", "checks": "read", "actions": "read", "id-token": "write"}},
 		{"proofs.yml", "proofs", map[string]string{"contents": "read"}},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
