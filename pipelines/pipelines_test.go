@@ -505,7 +505,9 @@ func TestGitHubJobConditions(t *testing.T) {
 		// workflow_dispatch may start on any branch: only main deploys, after
 		// the hermetic gate only (never the proofs).
 		{deploy, "deploy", "github.ref == 'refs/heads/main'", []string{"test"}},
-		{loadWorkflow(t, "proofs.yml"), "proofs", "", nil},
+		// A root runner that keeps its cache: main's code only (and the
+		// environment's reviewers; docs/first-real-run.md).
+		{loadWorkflow(t, "proofs.yml"), "proofs", "github.ref == 'refs/heads/main'", nil},
 	} {
 		t.Run(tc.w.file+"/"+tc.job, func(t *testing.T) {
 			j := tc.w.job(t, tc.job)
@@ -514,6 +516,9 @@ func TestGitHubJobConditions(t *testing.T) {
 			}
 			if !slices.Equal(j.Needs, tc.needs) {
 				t.Errorf("needs = %v, want %v", j.Needs, tc.needs)
+			}
+			if tc.job == "proofs" && (j.Environment == nil || j.Environment.Name != "proofs") {
+				t.Errorf("environment = %+v, want proofs (required reviewers, deployment branches main)", j.Environment)
 			}
 		})
 	}
@@ -1168,8 +1173,8 @@ func TestGitLabTriggers(t *testing.T) {
 		vars map[string]string
 		want []string
 	}{
-		// proofs: created, but manual (TestGitLabProofsAreOptIn).
-		{"merge request", mergeRequest, []string{"comment", "preview", "proofs", "test"}},
+		// proofs: on the default branch only, and manual (TestGitLabProofsAreOptIn).
+		{"merge request", mergeRequest, []string{"comment", "preview", "test"}},
 		{"merge request from a fork", forkMergeRequest, []string{"test"}},
 		{"push to main", pushMain, []string{"deploy", "proofs", "test"}},
 		{"run pipeline on main", webMain, []string{"deploy", "proofs", "test"}},
@@ -1233,7 +1238,7 @@ func TestGitLabJobRules(t *testing.T) {
 		{"comment", "merge request", mergeRequest, true},
 		{"comment", "merge request from a fork", forkMergeRequest, false},
 		{"comment", "push to main", pushMain, false},
-		{"proofs", "merge request", mergeRequest, true},
+		{"proofs", "merge request", mergeRequest, false},
 		{"proofs", "merge request from a fork", forkMergeRequest, false},
 		{"proofs", "push to main", pushMain, true},
 		{"proofs", "push to a branch", pushBranch, false},
