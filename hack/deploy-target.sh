@@ -15,7 +15,12 @@
 # not simply deploy its own commit, or exit when the branch moved on:
 #
 #   1. deployable are its own commit and (GitHub) every newer commit on the
-#      branch whose hermetic gate passed (the check run named $GATE);
+#      branch whose hermetic gate passed: a successful check run named
+#      $GATE, made by the GitHub Actions app (id 15368, slug
+#      github-actions), in the check suite of a push run of the workflow
+#      $GATE_WORKFLOW on that commit. Any app with checks: write can create
+#      a check run of any name, and a pull request's run of the same job
+#      ran other code (its merge commit) under the same name;
 #   2. it deploys the newest deployable commit, or above it the newest of
 #      the [skip ci] commits directly on top of it (they will get no pipeline
 #      of their own; their author chose to skip the tests);
@@ -33,7 +38,19 @@
 # already deployed: `pulumi up` of <target> would go back), 1 otherwise.
 # <deployed> is the git.head of the stack's last successful update.
 #
-# GitHub: GITHUB_REPOSITORY, GITHUB_SHA, BRANCH, GATE and `gh` (GH_TOKEN).
+#   pulumi stack history --json | hack/deploy-target.sh deployed
+#
+# prints that <deployed>: the git.head of the newest entry that changed what
+# runs, a successful update (kind "update"; refresh, import, preview and
+# rename entries change nothing that runs, and pulumi records git.head for
+# them too: an admin's `pulumi refresh` at a newer commit must not make CI
+# skip a deploy). Nothing (so the target deploys) when that entry is a
+# destroy, an update from a dirty tree (git.dirty "true": its git.head does
+# not say what ran), or an update with no git.head (run outside a clone).
+# Field names: pulumi's `stack history --json` (kind, result, environment).
+#
+# GitHub: GITHUB_REPOSITORY, GITHUB_SHA, BRANCH, GATE, GATE_WORKFLOW and
+# `gh` (GH_TOKEN, with checks: read and actions: read).
 # GitLab: CI_REPOSITORY_URL, CI_COMMIT_SHA, CI_COMMIT_BRANCH and `git`, run
 # in the job's clone.
 set -euo pipefail
@@ -77,8 +94,22 @@ pick() {
   fi
 }
 
+# The GitHub Actions app: only its check runs come from a workflow's job.
+actions_app_id=15368
+
+# gate_passed SHA: true when a push run of $GATE_WORKFLOW on SHA has a
+# successful $GATE job (its check run, in that run's check suite), else false.
+gate_passed() {
+  local sha=$1 suites runs
+  suites=$(gh api --method GET "repos/$GITHUB_REPOSITORY/commits/$sha/check-runs" -f check_name="$GATE" -f app_id="$actions_app_id" \
+    --jq "[.check_runs[] | select(.conclusion == \"success\" and .app.id == $actions_app_id and .app.slug == \"github-actions\") | .check_suite.id]")
+  runs=$(gh api --method GET "repos/$GITHUB_REPOSITORY/actions/workflows/$GATE_WORKFLOW/runs" -f head_sha="$sha" -f event=push \
+    --jq "[.workflow_runs[] | select(.head_sha == \"$sha\" and .event == \"push\" and .path == \".github/workflows/$GATE_WORKFLOW\") | .check_suite_id]")
+  jq -n --argjson suites "$suites" --argjson runs "$runs" '[$suites[] | select(. as $s | $runs | index($s))] | length > 0'
+}
+
 github() {
-  : "${GITHUB_REPOSITORY:?}" "${GITHUB_SHA:?}" "${BRANCH:?}" "${GATE:?}"
+  : "${GITHUB_REPOSITORY:?}" "${GITHUB_SHA:?}" "${BRANCH:?}" "${GATE:?}" "${GATE_WORKFLOW:?}"
   local tip status
   tip=$(gh api "repos/$GITHUB_REPOSITORY/commits/$BRANCH" --jq .sha)
   if [[ $tip == "$GITHUB_SHA" ]]; then
@@ -93,9 +124,7 @@ github() {
   gh api "repos/$GITHUB_REPOSITORY/compare/$GITHUB_SHA...$tip" \
     --jq ".commits | reverse | .[] | \"\(.sha) \(.commit.message | test(\"$skip_markers_jq\"; \"i\"))\"" |
     while read -r sha skips; do
-      passed=$(gh api --method GET "repos/$GITHUB_REPOSITORY/commits/$sha/check-runs" -f check_name="$GATE" \
-        --jq '[.check_runs[] | select(.conclusion == "success")] | length > 0')
-      echo "$sha $passed $skips"
+      echo "$sha $(gate_passed "$sha") $skips"
     done | pick "$GITHUB_SHA"
 }
 
@@ -136,12 +165,32 @@ covered() {
   fi
 }
 
+deployed() {
+  jq -r '
+    first(.[] | select(.result == "succeeded" and (.kind == "update" or .kind == "destroy"))) // {kind: "none"}
+    | if .kind == "none" then "none"
+      elif .kind == "destroy" then "destroy"
+      elif (.environment["git.dirty"] // "false") == "true" then "dirty \(.environment["git.head"] // "")"
+      elif (.environment["git.head"] // "") == "" then "nohead"
+      else "head \(.environment["git.head"])" end' | {
+    read -r what head
+    case $what in
+    head) echo "$head" ;;
+    none) echo "deploy-target: the stack's history has no successful update: nothing is deployed yet" >&2 ;;
+    destroy) echo "deploy-target: the stack's last successful change was a destroy: nothing is deployed" >&2 ;;
+    dirty) echo "deploy-target: the stack's last successful update ran from a dirty tree at $head: what runs is not that commit" >&2 ;;
+    nohead) echo "deploy-target: the stack's last successful update records no git.head: what runs is unknown" >&2 ;;
+    esac
+  }
+}
+
 case "${1:-}" in
 github) github ;;
 gitlab) gitlab ;;
+deployed) deployed ;;
 covered) covered "${2:?usage: hack/deploy-target.sh covered <deployed> <target>}" "${3:?usage: hack/deploy-target.sh covered <deployed> <target>}" ;;
 *)
-  echo "usage: hack/deploy-target.sh github|gitlab|covered <deployed> <target>" >&2
+  echo "usage: hack/deploy-target.sh github|gitlab|deployed|covered <deployed> <target>" >&2
   exit 2
   ;;
 esac

@@ -38,6 +38,7 @@ hermetic,full|libjpeg-dev|file:/usr/include/jpeglib.h|the model server links lib
 hermetic,full|shellcheck|cmd:shellcheck|hack/actionlint.sh checks the workflows' shell scripts
 hermetic,full|curl|cmd:curl|the pipelines' scripts (check-endpoint.sh, preview comments) and their tests
 hermetic,full|jq|cmd:jq|the pipelines' scripts and their tests
+full|gpg|cmd:gpg|hack/gke-auth-plugin.sh dearmors Google's apt key, in the runner box's plugin step
 full,deploy|docker.io|cmd:dockerd cmd:docker|the Docker engine that builds and runs the model image (hack/dockerd.sh)
 full,deploy|debootstrap|cmd:debootstrap|hack/stand-in-bases.sh makes the image's base images from Debian packages
 full,deploy|runc|file:/usr/sbin/runc|the real node's container runtime (internal/localcloud/node)

@@ -145,6 +145,13 @@ func NewGKECluster(ctx *pulumi.Context, name string, args *GKEClusterArgs, opts 
 				OauthScopes:    pulumi.StringArray{pulumi.String(cloudPlatformScope)},
 			},
 		}
+		// The program sets no nodeConfig here (the provider refuses one with
+		// enableAutopilot), but GKE reports the cluster-level nodeConfig of
+		// the nodes it manages, and a difference read back in it must never
+		// plan a replacement of the cluster (terraform-provider-google
+		// #23550; the same ignore as Standard's below). Unconfirmed on a
+		// real Autopilot cluster: docs/first-real-run.md.
+		clusterOpts = append(clusterOpts, pulumi.IgnoreChanges([]string{"nodeConfig"}))
 	} else {
 		// The default pool cannot be managed well (its settings force
 		// replacing the cluster), so it is removed for a separate pool.

@@ -355,6 +355,9 @@ func podSpec(args *ModelServiceArgs) *corev1.PodSpecArgs {
 			Name:            pulumi.String("model-server"),
 			Image:           args.Image,
 			ImagePullPolicy: pulumi.String("IfNotPresent"),
+			// The server reports the fingerprint (/readyz, and a header on
+			// /predict): the deploy check compares it with the stack's.
+			Env: corev1.EnvVarArray{&corev1.EnvVarArgs{Name: pulumi.String("MODEL_FINGERPRINT"), Value: args.Fingerprint}},
 			Ports: corev1.ContainerPortArray{&corev1.ContainerPortArgs{
 				Name: pulumi.String("http"), ContainerPort: pulumi.Int(r.Port), Protocol: pulumi.String("TCP"),
 			}},

@@ -69,6 +69,13 @@ func TestModelServiceDeploymentRollsSafelyAndIsHardened(t *testing.T) {
 	c := mocktest.Resource{Inputs: containers[0].ObjectValue()}
 	want(t, "image", c.Str("image"), testImage)
 	want(t, "container port", c.Input("ports").ArrayValue()[0].ObjectValue()["containerPort"].NumberValue(), 8080)
+	// The server reports the model it serves, the same fingerprint as the annotation.
+	if !c.Input("env").IsArray() {
+		t.Fatalf("container env %v; want MODEL_FINGERPRINT=f00d", c.Input("env"))
+	}
+	if env := c.Input("env").ArrayValue(); len(env) != 1 || env[0].ObjectValue()["name"].StringValue() != "MODEL_FINGERPRINT" || env[0].ObjectValue()["value"].StringValue() != "f00d" {
+		t.Errorf("container env %v; want MODEL_FINGERPRINT=f00d", env)
+	}
 	want(t, "allowPrivilegeEscalation", c.Input("securityContext.allowPrivilegeEscalation").BoolValue(), false)
 	want(t, "readOnlyRootFilesystem", c.Input("securityContext.readOnlyRootFilesystem").BoolValue(), true)
 	want(t, "runAsNonRoot", c.Input("securityContext.runAsNonRoot").BoolValue(), true)

@@ -41,6 +41,9 @@ type config struct {
 	limits         server.Limits
 	timeouts       server.Timeouts
 	logLevel       slog.Level
+	// fingerprint names the model served (MODEL_FINGERPRINT, set by the
+	// Deployment): /readyz and /predict report it.
+	fingerprint string
 	// check, with reportPath and evalDir: check the model and exit (-check).
 	check      bool
 	reportPath string
@@ -123,12 +126,16 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 	fs.BoolVar(&c.check, "check", false, "check the model and exit: it loads, its input and output are what the server uses, its declaration (model.json beside it) agrees with its graph, an inference gives probabilities summing to 1, and the evaluation set gives the report's answers (model/Dockerfile runs it)")
 	fs.StringVar(&c.reportPath, "report", envString("MODEL_REPORT", defaultReport), "with -check: the model's committed report, which the evaluation set must reproduce; empty checks the model alone (env MODEL_REPORT)")
 	fs.StringVar(&c.evalDir, "eval-dir", envString("EVAL_DIR", defaultEvalDir), "with -check: the evaluation set, <label>/<image> files (env EVAL_DIR)")
+	fs.StringVar(&c.fingerprint, "model-fingerprint", envString("MODEL_FINGERPRINT", ""), "the model's fingerprint, reported by /readyz and the "+server.FingerprintHeader+" header of /predict; empty reports none (env MODEL_FINGERPRINT)")
 	logLevel := fs.String("log-level", envString("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("-log-level (LOG_LEVEL) = %q: want debug, info, warn or error", *logLevel))
+	}
+	if !validFingerprint(c.fingerprint) {
+		errs = append(errs, fmt.Errorf("%s = %q: want at most 128 letters, digits, '.', '_' or '-' (an image tag)", setting("model-fingerprint"), c.fingerprint))
 	}
 	inRange := func(flagName string, v, lo, hi int64) {
 		if v < lo || v > hi {
@@ -181,6 +188,19 @@ func parseConfig(args []string, getenv func(string) string, memoryLimit int64) (
 		c.goMemoryLimit = memoryLimit - workers*decode - 64*mib
 	}
 	return c, nil
+}
+
+// validFingerprint: what can be an image tag, so it is safe in a header.
+func validFingerprint(fp string) bool {
+	if len(fp) > 128 {
+		return false
+	}
+	for _, r := range fp {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // setting names a setting by its flag and its environment variable.
@@ -262,6 +282,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, started time.Time
 		return err
 	}
 	srv := server.New(cfg.limits, logger)
+	srv.SetFingerprint(cfg.fingerprint)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln, cfg.timeouts) }()
 

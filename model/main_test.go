@@ -89,3 +89,19 @@ func TestConfigFitsTheMemoryLimit(t *testing.T) {
 		t.Errorf("8 workers under 256 MiB: err = %v", err)
 	}
 }
+
+// TestConfigFingerprint: MODEL_FINGERPRINT (the Deployment's) or
+// -model-fingerprint names the model; anything that could not be an image
+// tag (and so could break the header it goes in) is refused.
+func TestConfigFingerprint(t *testing.T) {
+	c, err := parseConfig(nil, func(k string) string { return map[string]string{"MODEL_FINGERPRINT": "5d41402abc4b"}[k] }, 0)
+	if err != nil || c.fingerprint != "5d41402abc4b" {
+		t.Fatalf("fingerprint %q, err %v", c.fingerprint, err)
+	}
+	for _, bad := range []string{"a\r\nX-Evil: 1", "has space", string(make([]byte, 129))} {
+		_, err := parseConfig([]string{"-model-fingerprint", bad}, func(string) string { return "" }, 0)
+		if err == nil || !strings.Contains(err.Error(), "-model-fingerprint (MODEL_FINGERPRINT)") {
+			t.Errorf("%q: err %v", bad, err)
+		}
+	}
+}

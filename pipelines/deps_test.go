@@ -30,7 +30,7 @@ func init() {
 		"coreutils":                  "basename cat chmod chown chroot cp cut date dd df dirname du env expr head id install ln ls mkdir mktemp mv nohup nproc numfmt od readlink realpath rm rmdir seq sha256sum sleep sort stat stdbuf sync tac tail tee timeout touch tr truncate uname uniq wc yes",
 		"base utilities":             "useradd userdel awk cmp diff find flock getconf grep gzip hostname kill mount ps pgrep pkill sed setpriv setsid tar umount xargs",
 		"prerequisites (README)":     "go gofmt git",
-		"used only where present":    "sudo apt-get dpkg dpkg-query",
+		"used only where present":    "sudo apt-get apt-config dpkg dpkg-query",
 		"the hosted runner's (the pipelines' own scripts; their tests use stand-ins)": "gh gcloud gke-gcloud-auth-plugin",
 	} {
 		for _, name := range strings.Fields(names) {

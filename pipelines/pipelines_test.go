@@ -459,8 +459,9 @@ func TestGitHubPermissions(t *testing.T) {
 		{"pull-request.yml", "preview", map[string]string{"contents": "read", "id-token": "write"}},
 		{"pull-request.yml", "comment", map[string]string{"pull-requests": "write"}},
 		{"deploy.yml", "test", map[string]string{"contents": "read"}},
-		// checks: read: whether newer commits' tests passed (hack/deploy-target.sh).
-		{"deploy.yml", "deploy", map[string]string{"contents": "read", "checks": "read", "id-token": "write"}},
+		// checks: read and actions: read: whether newer commits' tests passed,
+		// in a push run of deploy.yml (hack/deploy-target.sh).
+		{"deploy.yml", "deploy", map[string]string{"contents": "read", "checks": "read", "actions": "read", "id-token": "write"}},
 		{"proofs.yml", "proofs", map[string]string{"contents": "read"}},
 	} {
 		t.Run(tc.file+"/"+tc.job, func(t *testing.T) {
@@ -505,7 +506,9 @@ func TestGitHubJobConditions(t *testing.T) {
 		// workflow_dispatch may start on any branch: only main deploys, after
 		// the hermetic gate only (never the proofs).
 		{deploy, "deploy", "github.ref == 'refs/heads/main'", []string{"test"}},
-		{loadWorkflow(t, "proofs.yml"), "proofs", "", nil},
+		// A root runner that keeps its cache: main's code only (and the
+		// environment's reviewers; docs/first-real-run.md).
+		{loadWorkflow(t, "proofs.yml"), "proofs", "github.ref == 'refs/heads/main'", nil},
 	} {
 		t.Run(tc.w.file+"/"+tc.job, func(t *testing.T) {
 			j := tc.w.job(t, tc.job)
@@ -514,6 +517,9 @@ func TestGitHubJobConditions(t *testing.T) {
 			}
 			if !slices.Equal(j.Needs, tc.needs) {
 				t.Errorf("needs = %v, want %v", j.Needs, tc.needs)
+			}
+			if tc.job == "proofs" && (j.Environment == nil || j.Environment.Name != "proofs") {
+				t.Errorf("environment = %+v, want proofs (required reviewers, deployment branches main)", j.Environment)
 			}
 		})
 	}
@@ -1195,8 +1201,8 @@ func TestGitLabTriggers(t *testing.T) {
 		vars map[string]string
 		want []string
 	}{
-		// proofs: created, but manual (TestGitLabProofsAreOptIn).
-		{"merge request", mergeRequest, []string{"comment", "preview", "proofs", "test"}},
+		// proofs: on the default branch only, and manual (TestGitLabProofsAreOptIn).
+		{"merge request", mergeRequest, []string{"comment", "preview", "test"}},
 		{"merge request from a fork", forkMergeRequest, []string{"test"}},
 		{"push to main", pushMain, []string{"deploy", "proofs", "test"}},
 		{"run pipeline on main", webMain, []string{"deploy", "proofs", "test"}},
@@ -1260,7 +1266,7 @@ func TestGitLabJobRules(t *testing.T) {
 		{"comment", "merge request", mergeRequest, true},
 		{"comment", "merge request from a fork", forkMergeRequest, false},
 		{"comment", "push to main", pushMain, false},
-		{"proofs", "merge request", mergeRequest, true},
+		{"proofs", "merge request", mergeRequest, false},
 		{"proofs", "merge request from a fork", forkMergeRequest, false},
 		{"proofs", "push to main", pushMain, true},
 		{"proofs", "push to a branch", pushBranch, false},

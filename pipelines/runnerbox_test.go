@@ -39,6 +39,10 @@ import (
 // boxUser is the user the box runs as when the test runs as root.
 const boxUser = "mlops-runner"
 
+// boxFingerprint is the stack output modelFingerprint the box's pulumi
+// answers, and the fingerprint its model server reports.
+const boxFingerprint = "5d41402abc4b"
+
 // box is one runner: a user, a home, a clean clone.
 type box struct {
 	t        *testing.T
@@ -46,6 +50,7 @@ type box struct {
 	clone    string
 	home     string
 	stubs    string // the stand-ins' bin directory, first on PATH
+	sysPath  string // the system's part of PATH, after the stand-ins (runnerImage narrows it)
 	uid, gid int    // -1: the test's own user
 	goBin    string
 	sha      string
@@ -68,7 +73,7 @@ func newBox(t *testing.T) *box {
 		t.Fatal(err)
 	}
 	goBin, _ = filepath.EvalSymlinks(filepath.Dir(goBin))
-	b := &box{t: t, uid: -1, gid: -1, goBin: goBin}
+	b := &box{t: t, uid: -1, gid: -1, goBin: goBin, sysPath: "/usr/local/bin:/usr/bin:/bin"}
 	if os.Geteuid() == 0 {
 		b.uid, b.gid = boxAccount(t)
 	}
@@ -106,7 +111,7 @@ func newBox(t *testing.T) *box {
 	}
 	b.env = []string{
 		"HOME=" + b.home, "USER=" + boxUser, "LANG=C.UTF-8",
-		"PATH=" + b.stubs + ":/usr/local/bin:/usr/bin:/bin",
+		"PATH=" + b.stubs + ":" + b.sysPath,
 		"CI=true", "RUNNER_TEMP=" + filepath.Join(root, "runner-temp"), "RUNNER_OS=Linux",
 	}
 	return b
@@ -345,7 +350,7 @@ func (b *box) ghJob(w workflow, name string, ctx map[string]string, uses func(s 
 				stepEnv = append(stepEnv, k+"="+v)
 			}
 			if len(addedPath) > 0 {
-				stepEnv = append(stepEnv, "PATH="+b.stubs+":"+strings.Join(addedPath, ":")+":/usr/local/bin:/usr/bin:/bin")
+				stepEnv = append(stepEnv, "PATH="+b.stubs+":"+strings.Join(addedPath, ":")+":"+b.sysPath)
 			}
 			output, code := b.run(s.Run, 40*time.Minute, stepEnv...)
 			if code != 0 {
@@ -423,14 +428,15 @@ func (b *box) ghIf(subst func(string) string, cond string, anyFailed bool) bool 
 	return result
 }
 
-// cloudStubs: gcloud, gke-gcloud-auth-plugin, pulumi and gh, as the cloud
+// cloudStubs: gcloud, pulumi and gh, as the cloud
 // would answer, recording their calls; pulumi's `stack output endpoint` is
 // endpoint (a stand-in model server on 127.0.0.1).
 func (b *box) cloudStubs(endpoint, ghWorld string) string {
 	calls := filepath.Join(b.dir, "runner-temp", "cloud-calls.log")
 	record := `echo "$(basename "$0") $*" >> ` + calls + "\n"
 	b.stub("gcloud", "#!/usr/bin/env bash\n"+record)
-	b.stub("gke-gcloud-auth-plugin", "#!/usr/bin/env bash\n"+record+"echo 'Kubernetes v1.36.0-alpha+stand-in'\n")
+	// A new VM's apt, without gke-gcloud-auth-plugin: the jobs install it.
+	b.runnerImage()
 	b.stub("pulumi", `#!/usr/bin/env bash
 set -euo pipefail
 `+record+`
@@ -448,7 +454,7 @@ case "$1" in
       output)
         case "$3" in
           endpoint) echo "`+endpoint+`" ;;
-          modelFingerprint) echo 5d41402abc4b ;;
+          modelFingerprint) echo `+boxFingerprint+` ;;
           image) echo "europe-west6-docker.pkg.dev/p/mlops/planet-classifier@sha256:9b2c" ;;
         esac ;;
     esac ;;
@@ -542,7 +548,7 @@ func TestRunnerInABox(t *testing.T) {
 		}
 	})
 
-	srv := httptest.NewServer(&modelServer{label: heldOutLabel})
+	srv := httptest.NewServer(&modelServer{label: heldOutLabel, fingerprint: boxFingerprint})
 	defer srv.Close()
 	world := fmt.Sprintf(`{"main": [%q], "messages": {}, "passed": [%q]}`, b.sha, b.sha)
 

@@ -5,6 +5,7 @@ package pipelines
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,10 +194,39 @@ case $path in
       elif $j == $i then {status: "identical", commits: []}
       else {status: "behind", commits: []} end' "$WORLD") ;;
   repos/acme/planets/commits/*/check-runs)
+    # GitHub's answer: the check runs of that name on the commit, of the
+    # app app_id (when given). A passed commit's is GitHub Actions' in the
+    # check suite of its push run (id 1000 + its index); "impostors" have a
+    # successful check run of the same name from another app (a suite of
+    # its own) or from a pull request's run (GitHub Actions, a suite with
+    # no push run).
     sha=${path#repos/acme/planets/commits/}
     sha=${sha%/check-runs}
-    [[ ${fields[*]} == "check_name=tests (hermetic)" ]] || { echo "gh stand-in: unexpected fields ${fields[*]}" >&2; exit 1; }
-    obj=$(jq --arg s "$sha" '{check_runs: [if (.passed | index($s)) == null then empty else {name: "tests (hermetic)", conclusion: "success"} end]}' "$WORLD") ;;
+    app=
+    for f in "${fields[@]}"; do
+      case $f in
+        "check_name=tests (hermetic)") ;;
+        app_id=*) app=${f#app_id=} ;;
+        *) echo "gh stand-in: unexpected field $f" >&2; exit 1 ;;
+      esac
+    done
+    obj=$(jq --arg s "$sha" --arg app "$app" '. as $w | {check_runs: [
+        (if (.passed | index($s)) == null then empty else {name: "tests (hermetic)", conclusion: "success", app: {id: 15368, slug: "github-actions"}, check_suite: {id: (1000 + ($w.main | index($s)))}} end),
+        (if ($w.impostors // {})[$s] == "other-app" then {name: "tests (hermetic)", conclusion: "success", app: {id: 4242, slug: "acme-ci"}, check_suite: {id: 4242}} else empty end),
+        (if ($w.impostors // {})[$s] == "pull-request" then {name: "tests (hermetic)", conclusion: "success", app: {id: 15368, slug: "github-actions"}, check_suite: {id: 7777}} else empty end)
+      ] | map(select($app == "" or (.app.id | tostring) == $app))}' "$WORLD") ;;
+  repos/acme/planets/actions/workflows/deploy.yml/runs)
+    sha= event=
+    for f in "${fields[@]}"; do
+      case $f in
+        head_sha=*) sha=${f#head_sha=} ;;
+        event=*) event=${f#event=} ;;
+        *) echo "gh stand-in: unexpected field $f" >&2; exit 1 ;;
+      esac
+    done
+    obj=$(jq --arg s "$sha" --arg e "$event" '. as $w | {workflow_runs: [
+        (if (.passed | index($s)) == null then empty else {head_sha: $s, event: "push", path: ".github/workflows/deploy.yml", check_suite_id: (1000 + ($w.main | index($s)))} end)
+      ] | map(select($e == "" or .event == $e))}' "$WORLD") ;;
   *) echo "gh stand-in: unexpected $path" >&2; exit 1 ;;
 esac
 jq -r "$filter" <<< "$obj"
@@ -207,6 +237,10 @@ type deployWorld struct {
 	Main     []string          `json:"main"`
 	Messages map[string]string `json:"messages"`
 	Passed   []string          `json:"passed"`
+	// Impostors: commits with a successful check run named like the gate
+	// that is not the gate: "other-app" (another GitHub App's) or
+	// "pull-request" (GitHub Actions', from a pull request's run).
+	Impostors map[string]string `json:"impostors,omitempty"`
 }
 
 // githubDeployTarget runs hack/deploy-target.sh github as the deploy job of
@@ -224,7 +258,7 @@ func githubDeployTarget(t *testing.T, w deployWorld, own string) (string, string
 	}
 	out, code := runBash(t, repoPath(t, "."), "hack/deploy-target.sh github", "PATH="+dir+":"+os.Getenv("PATH"),
 		"WORLD="+filepath.Join(dir, "world.json"), "GH_TOKEN=token", "GITHUB_REPOSITORY=acme/planets",
-		"GITHUB_SHA="+own, "BRANCH=main", "GATE=tests (hermetic)", "GITHUB_ACTIONS=true")
+		"GITHUB_SHA="+own, "BRANCH=main", "GATE=tests (hermetic)", "GATE_WORKFLOW=deploy.yml", "GITHUB_ACTIONS=true")
 	if code != 0 {
 		t.Fatalf("hack/deploy-target.sh github: exit %d:\n%s", code, out)
 	}
@@ -262,8 +296,9 @@ func TestGitHubDeployJobPicksItsTarget(t *testing.T) {
 		t.Fatalf("deploy job: the target step (id target) is step %d, want the second, after a checkout of the run's commit", i)
 	}
 	if target.Run != `hack/deploy-target.sh github | tee -a "$GITHUB_OUTPUT"` || target.Env["GH_TOKEN"] != "${{ github.token }}" ||
-		target.Env["BRANCH"] != "${{ github.ref_name }}" || target.Env["GATE"] != loadWorkflow(t, "deploy.yml").job(t, "test").name() {
-		t.Errorf("target step %+v; want hack/deploy-target.sh github with GH_TOKEN, BRANCH and GATE (the test job's name)", target)
+		target.Env["BRANCH"] != "${{ github.ref_name }}" || target.Env["GATE"] != loadWorkflow(t, "deploy.yml").job(t, "test").name() ||
+		target.Env["GATE_WORKFLOW"] != "deploy.yml" {
+		t.Errorf("target step %+v; want hack/deploy-target.sh github with GH_TOKEN, BRANCH, GATE (the test job's name) and GATE_WORKFLOW (this file)", target)
 	}
 	second := j.Steps[2]
 	if !strings.HasPrefix(second.Uses, "actions/checkout@") || second.With["ref"] != "${{ steps.target.outputs.sha }}" ||
@@ -321,6 +356,12 @@ func TestGitHubNewestCommitAlwaysDeploys(t *testing.T) {
 		{"C4 [ci skip] on C3, C3's run cancelled by C2's",
 			deployWorld{Main: []string{c1, c2, c3, c4}, Messages: map[string]string{c4: "[CI SKIP] typo"}, Passed: []string{c1, c2, c3}}, []string{c3, c2}, true, c4},
 		{"in order", deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2, c3}}, []string{c2, c3}, false, c3},
+		// A check run named like the gate that is not the gate's: C3's own
+		// run is still testing, C2's must not deploy C3 on its word.
+		{"C3 has a passing check run of another app only: C2 deploys C2",
+			deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2}, Impostors: map[string]string{c3: "other-app"}}, []string{c2}, false, c2},
+		{"C3 has a passing check run of a pull request's run only: C2 deploys C2",
+			deployWorld{Main: []string{c1, c2, c3}, Passed: []string{c1, c2}, Impostors: map[string]string{c3: "pull-request"}}, []string{c2}, false, c2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runs := tc.arrivals
@@ -478,12 +519,18 @@ func TestGitLabNewestCommitAlwaysDeploys(t *testing.T) {
 }
 
 // modelServer is a real HTTP server on 127.0.0.1 that answers like the model
-// server: /readyz (503 until it has been asked notReadyFor times), /predict
-// (a multipart "file"). It records what it was sent.
+// server: /readyz (503 until it has been asked notReadyFor times; then
+// "modelFingerprint": fingerprint, for staleFor more times oldFingerprint),
+// /predict (a multipart "file"; the X-Model-Fingerprint header is
+// predictFingerprint, or fingerprint). It records what it was sent.
 type modelServer struct {
-	notReadyFor int
-	label       string
-	predictCode int
+	notReadyFor        int
+	label              string
+	predictCode        int
+	fingerprint        string
+	staleFor           int
+	oldFingerprint     string
+	predictFingerprint string
 
 	mu      sync.Mutex
 	readyz  int
@@ -500,7 +547,13 @@ func (m *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "model not loaded", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ok")
+		ready := map[string]string{"status": "ready"}
+		if fp := m.fingerprint; m.readyz <= m.notReadyFor+m.staleFor {
+			ready["modelFingerprint"] = m.oldFingerprint
+		} else if fp != "" {
+			ready["modelFingerprint"] = fp
+		}
+		_ = json.NewEncoder(w).Encode(ready)
 	case r.Method == http.MethodPost && r.URL.Path == "/predict":
 		f, _, err := r.FormFile("file")
 		if err != nil {
@@ -508,6 +561,9 @@ func (m *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		m.gotFile, _ = io.ReadAll(f)
+		if fp := cmp.Or(m.predictFingerprint, m.fingerprint); fp != "" {
+			w.Header().Set("X-Model-Fingerprint", fp)
+		}
 		if m.predictCode != 0 {
 			http.Error(w, `{"detail":"model exploded"}`, m.predictCode)
 			return
@@ -533,6 +589,7 @@ func TestCheckEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const fp = "5d41402abc4b"
 	for _, tc := range []struct {
 		name     string
 		server   *modelServer
@@ -540,15 +597,19 @@ func TestCheckEndpoint(t *testing.T) {
 		readyz   int
 		messages []string
 	}{
-		{"ready after two tries, right label", &modelServer{notReadyFor: 2, label: "Earth"}, true, 3, []string{`labels ` + image + ` "Earth", as expected`}},
-		{"wrong label", &modelServer{label: "Mars"}, false, 1, []string{`labelled ` + image + ` "Mars", expected "Earth"`, `{"prediction":"Mars","probabilities":{"Mars":0.98}}`}},
-		{"never ready", &modelServer{notReadyFor: 100, label: "Earth"}, false, 4, []string{"did not answer 200 after 4 attempts", "(503)", "model not loaded"}},
-		{"predict fails", &modelServer{label: "Earth", predictCode: 500}, false, 1, []string{"answered 500", "model exploded"}},
+		{"ready after two tries, right model and label", &modelServer{notReadyFor: 2, label: "Earth", fingerprint: fp}, true, 3, []string{`ready with model ` + fp + ` and labels ` + image + ` "Earth", as expected`}},
+		{"the old model drains first", &modelServer{label: "Earth", fingerprint: fp, staleFor: 2, oldFingerprint: "0ld"}, true, 3, []string{`ready with model "0ld", not ` + fp + ` (attempt 2 of 4)`}},
+		{"wrong label", &modelServer{label: "Mars", fingerprint: fp}, false, 1, []string{`labelled ` + image + ` "Mars", expected "Earth"`, `{"prediction":"Mars","probabilities":{"Mars":0.98}}`}},
+		{"right label, another model", &modelServer{label: "Earth", fingerprint: "0ld"}, false, 4, []string{`serves model "0ld" (its /readyz modelFingerprint), not the stack's modelFingerprint ` + fp}},
+		{"right label, a server that names no model", &modelServer{label: "Earth"}, false, 4, []string{`serves model "" (its /readyz modelFingerprint)`}},
+		{"ready with the model, /predict answered by another", &modelServer{label: "Earth", fingerprint: fp, predictFingerprint: "0ld"}, false, 1, []string{`/predict was answered by model "0ld" (its X-Model-Fingerprint header)`}},
+		{"never ready", &modelServer{notReadyFor: 100, label: "Earth", fingerprint: fp}, false, 4, []string{"did not answer 200 after 4 attempts", "(503)", "model not loaded"}},
+		{"predict fails", &modelServer{label: "Earth", fingerprint: fp, predictCode: 500}, false, 1, []string{"answered 500", "model exploded"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.server)
 			defer srv.Close()
-			out, code := runBash(t, repoPath(t, "."), `hack/check-endpoint.sh "$ENDPOINT" "$IMAGE" Earth`,
+			out, code := runBash(t, repoPath(t, "."), `hack/check-endpoint.sh "$ENDPOINT" "$IMAGE" Earth `+fp,
 				"ENDPOINT="+srv.URL, "IMAGE="+image, "CHECK_ATTEMPTS=4", "CHECK_DELAY=0")
 			if (code == 0) != tc.ok {
 				t.Fatalf("exit %d, want success %v:\n%s", code, tc.ok, out)
@@ -563,7 +624,7 @@ func TestCheckEndpoint(t *testing.T) {
 			if tc.server.readyz != tc.readyz {
 				t.Errorf("/readyz asked %d times, want %d", tc.server.readyz, tc.readyz)
 			}
-			if tc.server.notReadyFor < tc.readyz && !bytes.Equal(tc.server.gotFile, want) {
+			if tc.ok && !bytes.Equal(tc.server.gotFile, want) {
 				t.Errorf("/predict got %d bytes as file, want the %d bytes of %s", len(tc.server.gotFile), len(want), heldOutImage)
 			}
 		})
@@ -572,14 +633,30 @@ func TestCheckEndpoint(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		url := srv.URL
 		srv.Close()
-		out, code := runBash(t, repoPath(t, "."), `hack/check-endpoint.sh "$ENDPOINT" "$IMAGE" Earth`,
+		out, code := runBash(t, repoPath(t, "."), `hack/check-endpoint.sh "$ENDPOINT" "$IMAGE" Earth `+fp,
 			"ENDPOINT="+url, "IMAGE="+image, "CHECK_ATTEMPTS=2", "CHECK_DELAY=0")
 		if code == 0 || !strings.Contains(out, "answered 000") {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
 	})
+	// The program's endpoint for a ClusterIP or NodePort Service is its
+	// in-cluster name, which no runner resolves: not an error, not a pass
+	// in silence either. No request is made (CHECK_ATTEMPTS=30 and the
+	// default delay would take minutes).
+	t.Run("a Service inside the cluster", func(t *testing.T) {
+		for _, github := range []bool{false, true} {
+			out, code := runBash(t, repoPath(t, "."), `hack/check-endpoint.sh http://planet-classifier.live.svc.cluster.local:8080 "$IMAGE" Earth `+fp,
+				"IMAGE="+image, fmt.Sprintf("GITHUB_ACTIONS=%v", github))
+			wantMsg := "NOT CHECKED: http://planet-classifier.live.svc.cluster.local:8080 is the in-cluster address of a Service of type ClusterIP or NodePort"
+			byHand := "kubectl -n live port-forward svc/planet-classifier 8080:8080"
+			if code != 0 || !strings.Contains(out, wantMsg) || !strings.Contains(out, byHand) || strings.Contains(out, "::warning::") != github {
+				t.Errorf("GitHub %v: exit %d:\n%s", github, code, out)
+			}
+		}
+	})
 	t.Run("bad arguments", func(t *testing.T) {
-		for _, args := range []string{"", "ftp://x " + image + " Earth", "http://127.0.0.1:9 /nonexistent.jpg Earth"} {
+		for _, args := range []string{"", "ftp://x " + image + " Earth " + fp, "http://127.0.0.1:9 /nonexistent.jpg Earth " + fp,
+			"http://127.0.0.1:9 " + image + " Earth", "http://127.0.0.1:9 " + image + " Earth 'a b'"} {
 			if out, code := runBash(t, repoPath(t, "."), "hack/check-endpoint.sh "+args); code != 2 {
 				t.Errorf("%q: exit %d, want 2:\n%s", args, code, out)
 			}
@@ -612,7 +689,7 @@ func TestBothPipelinesCheckEveryDeploy(t *testing.T) {
 	if !strings.Contains(first, "/"+heldOutLabel+"/") {
 		t.Errorf("heldout.txt's first image %s is not of class %s", first, heldOutLabel)
 	}
-	check := `hack/check-endpoint.sh "$%s" ` + heldOutImage + " " + heldOutLabel
+	check := `hack/check-endpoint.sh "$%s" ` + heldOutImage + " " + heldOutLabel + ` "$%s"`
 
 	j := loadWorkflow(t, "deploy.yml").job(t, "deploy")
 	up := -1
@@ -625,12 +702,15 @@ func TestBothPipelinesCheckEveryDeploy(t *testing.T) {
 	}
 	oi, outputs, _ := j.stepWithID("outputs")
 	last := j.Steps[len(j.Steps)-1]
-	if last.Run != fmt.Sprintf(check, "ENDPOINT") || last.Env["ENDPOINT"] != "${{ steps."+outputs.ID+".outputs.endpoint }}" || oi < up || up < 0 {
-		t.Errorf("deploy.yml: the last step is %+v; want %q with ENDPOINT from the outputs step, after pulumi up", last, fmt.Sprintf(check, "ENDPOINT"))
+	if last.Run != fmt.Sprintf(check, "ENDPOINT", "FINGERPRINT") || last.Env["ENDPOINT"] != "${{ steps."+outputs.ID+".outputs.endpoint }}" ||
+		last.Env["FINGERPRINT"] != "${{ steps."+outputs.ID+".outputs.fingerprint }}" || oi < up || up < 0 ||
+		!strings.Contains(outputs.Run, "fingerprint=$(pulumi stack output modelFingerprint --stack dev)") || !strings.Contains(outputs.Run, `echo "fingerprint=$fingerprint"`) {
+		t.Errorf("deploy.yml: the last step is %+v; want %q with ENDPOINT and FINGERPRINT (the stack output modelFingerprint) from the outputs step, after pulumi up", last, fmt.Sprintf(check, "ENDPOINT", "FINGERPRINT"))
 	}
 	script := loadGitLab(t).job(t, "deploy").Script
-	if got := script[len(script)-1]; got != fmt.Sprintf(check, "endpoint") {
-		t.Errorf(".gitlab-ci.yml deploy: the last script entry is %q, want %q", got, fmt.Sprintf(check, "endpoint"))
+	if got := script[len(script)-1]; got != fmt.Sprintf(check, "endpoint", "fingerprint") ||
+		!strings.Contains(strings.Join(script, "\n"), "fingerprint=$(pulumi stack output modelFingerprint --stack dev)") {
+		t.Errorf(".gitlab-ci.yml deploy: the last script entry is %q, want %q after fingerprint=$(pulumi stack output modelFingerprint --stack dev)", got, fmt.Sprintf(check, "endpoint", "fingerprint"))
 	}
 }
 
@@ -1133,5 +1213,86 @@ func TestProgramScript(t *testing.T) {
 	}
 	if out, linked := runIt(); !strings.HasPrefix(out, "two ") || !linked {
 		t.Errorf("after a change: %q (linked %v), want the new code", out, linked)
+	}
+}
+
+// TestAlreadyDeployedCountsUpdatesOnly runs both deploy jobs' "already
+// deployed?" line against stack histories in pulumi's `stack history
+// --json` shape (kind, result, environment; newest first): only a
+// successful update from a clean tree says what runs. A refresh, import or
+// preview at a newer commit must not make CI skip a real deploy; after a
+// destroy, a dirty tree's update or one without git.head, nothing counts as
+// deployed, so the target deploys.
+func TestAlreadyDeployedCountsUpdatesOnly(t *testing.T) {
+	requireTool(t, "jq")
+	const c1, c2, c3 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333"
+	entry := func(kind, result, head string, dirty bool) map[string]any {
+		env := map[string]string{"exec.kind": "cli"}
+		if head != "" {
+			env["git.head"] = head
+			env["git.dirty"] = fmt.Sprint(dirty)
+		}
+		return map[string]any{"version": 7, "kind": kind, "startTime": "2026-12-07T10:00:00Z", "message": "m", "environment": env, "config": map[string]any{}, "result": result}
+	}
+	type history = []map[string]any
+	cases := []struct {
+		name    string
+		history history
+		want    string
+	}{
+		{"an admin's refresh at a newer commit", history{entry("refresh", "succeeded", c3, false), entry("update", "succeeded", c1, false)}, c1},
+		{"an import at a newer commit", history{entry("import", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a preview at a newer commit", history{entry("preview", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a failed update after a good one", history{entry("update", "failed", c3, false), entry("update", "succeeded", c2, false)}, c2},
+		{"a destroy after an update", history{entry("destroy", "succeeded", c3, false), entry("update", "succeeded", c2, false)}, ""},
+		{"an update from a dirty tree", history{entry("update", "succeeded", c3, true), entry("update", "succeeded", c2, false)}, ""},
+		{"an update without git.head", history{entry("update", "succeeded", "", false), entry("update", "succeeded", c2, false)}, ""},
+		{"a refresh only", history{entry("refresh", "succeeded", c3, false)}, ""},
+		{"no history", history{}, ""},
+		{"a clean update", history{entry("update", "succeeded", c3, false)}, c3},
+	}
+	lineOf := func(t *testing.T, where, script string) string {
+		t.Helper()
+		for _, l := range strings.Split(script, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "deployed=$(") {
+				return l
+			}
+		}
+		t.Fatalf("%s: no deployed=$(...) line in:\n%s", where, script)
+		return ""
+	}
+	var upStep string
+	for _, s := range loadWorkflow(t, "deploy.yml").job(t, "deploy").Steps {
+		if strings.Contains(s.Run, "pulumi up ") {
+			upStep = s.Run
+		}
+	}
+	lines := map[string]string{
+		"deploy.yml":     lineOf(t, "deploy.yml", upStep),
+		".gitlab-ci.yml": lineOf(t, ".gitlab-ci.yml deploy", strings.Join(loadGitLab(t).job(t, "deploy").Script, "\n")),
+	}
+	for where, line := range lines {
+		for _, tc := range cases {
+			t.Run(where+"/"+tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				h, _ := json.Marshal(tc.history)
+				if err := os.WriteFile(filepath.Join(dir, "history.json"), h, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				stub := "#!/usr/bin/env bash\n[[ \"$*\" == \"stack history --stack dev --json \"* ]] || { echo \"pulumi stand-in: unexpected $*\" >&2; exit 1; }\ncat \"$HISTORY\"\n"
+				if err := os.WriteFile(filepath.Join(dir, "pulumi"), []byte(stub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				out, code := runBash(t, repoPath(t, "."), line+"\nprintf 'DEPLOYED=%s\\n' \"$deployed\"",
+					"PATH="+dir+":"+os.Getenv("PATH"), "HISTORY="+filepath.Join(dir, "history.json"))
+				if code != 0 {
+					t.Fatalf("exit %d:\n%s", code, out)
+				}
+				m := regexp.MustCompile(`(?m)^DEPLOYED=(.*)$`).FindStringSubmatch(out)
+				if m == nil || m[1] != tc.want {
+					t.Errorf("deployed %q, want %q:\n%s", m, tc.want, out)
+				}
+			})
+		}
 	}
 }

@@ -73,7 +73,19 @@ type Server struct {
 	// 9/10 of it.
 	workTimeout time.Duration
 	draining    atomic.Bool // shutdown has begun
+
+	// fingerprint names the model served (SetFingerprint): the deploy
+	// check compares it with the stack's, which a label alone cannot tell.
+	fingerprint string
 }
+
+// FingerprintHeader carries, on every /predict answer, the fingerprint of
+// the model that gave it.
+const FingerprintHeader = "X-Model-Fingerprint"
+
+// SetFingerprint makes /predict answer with the FingerprintHeader and
+// /readyz with "modelFingerprint": fp. Call it before serving.
+func (s *Server) SetFingerprint(fp string) { s.fingerprint = fp }
 
 // New returns a Server and starts its workers (Close stops them). It is
 // not ready, and answers /predict with 503, until SetModel.
@@ -160,6 +172,8 @@ func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 	case s.model.Load() == nil:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not loaded"})
+	case s.fingerprint != "":
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "modelFingerprint": s.fingerprint})
 	default:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}
@@ -191,6 +205,9 @@ func appendPrediction(b []byte, m *loaded, pred classifier.Prediction) ([]byte, 
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	if s.fingerprint != "" {
+		w.Header().Set(FingerprintHeader, s.fingerprint)
+	}
 	model := s.model.Load()
 	if model == nil {
 		s.refuse(w, r, &requestError{http.StatusServiceUnavailable, "the model is still loading; retry later"})
