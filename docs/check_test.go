@@ -12,6 +12,8 @@ import (
 	"testing/fstest"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/planets-mlops/deploy/internal/markdown"
 )
 
 // The docs check: what README.md, CONTRIBUTING.md, docs/ and model/README.md
@@ -103,7 +105,7 @@ func check(root fs.FS) []string {
 		seen := map[string]int{}
 		for _, line := range prose(string(text)) {
 			if m := heading.FindStringSubmatch(line); m != nil {
-				id := anchor(m[1])
+				id := markdown.Anchor(m[1])
 				if n := seen[id]; n > 0 {
 					a[fmt.Sprintf("%s-%d", id, n)] = true
 				} else {
@@ -231,19 +233,4 @@ func prose(text string) []string {
 		}
 	}
 	return lines
-}
-
-// anchor is the id GitHub (and GitLab) give a heading: lower case, code
-// marks and punctuation dropped, spaces to hyphens.
-func anchor(heading string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(heading) {
-		switch {
-		case r == ' ':
-			b.WriteRune('-')
-		case r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9'):
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

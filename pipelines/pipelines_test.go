@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/planets-mlops/deploy/internal/markdown"
 )
 
 // root is the repository root, seen from this package's directory (go test
@@ -1617,7 +1619,7 @@ func TestDocLinks(t *testing.T) {
 	readme := readFile(t, "README.md")
 	anchors := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*$`).FindAllStringSubmatch(readme, -1) {
-		anchors[githubAnchor(m[1])] = true
+		anchors[markdown.Anchor(m[1])] = true
 	}
 	link := regexp.MustCompile(`README\.md#([A-Za-z0-9_-]+)|\bdocs/[A-Za-z0-9_./-]*[A-Za-z0-9_]`)
 	files := []string{".gitlab-ci.yml"}
@@ -1641,24 +1643,9 @@ func TestDocLinks(t *testing.T) {
 			}
 		}
 	}
-	if got := githubAnchor("Continuous deployment (GitHub, GitLab)"); got != "continuous-deployment-github-gitlab" {
+	if got := markdown.Anchor("Continuous deployment (GitHub, GitLab)"); got != "continuous-deployment-github-gitlab" {
 		t.Errorf("githubAnchor = %q", got)
 	}
-}
-
-// githubAnchor is the anchor GitHub gives a Markdown heading: lower case,
-// punctuation dropped, spaces to hyphens.
-func githubAnchor(heading string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(heading) {
-		switch {
-		case r == ' ':
-			b.WriteRune('-')
-		case r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9'):
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 // docTexts is the setup of continuous deployment: the README's "Continuous
